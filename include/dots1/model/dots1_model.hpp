@@ -1,0 +1,584 @@
+// dots1/model/dots1_model.hpp — the Dots1 model, written once for every backend.
+//
+// Notation (spec 2): B batch, S new tokens, T = B*S, H hidden, nh/nkv query/KV heads, d head_dim,
+// E routed experts, K experts per token, I dense width, Im expert width, Is = Im * n_shared_experts.
+// Every nn.Linear is y = x . W^T with W stored [out, in].
+//
+//   h = embed_tokens[input_ids]                                   [B,S,H]
+//   for each layer:  h = h + SelfAttn(RMSNorm_in(h))
+//                    h = h + (DenseMlp | MoE)(RMSNorm_post(h))
+//   h = RMSNorm_final(h);  logits = h[:, kept] . W_lm^T           [B,S',V]
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "dots1/config.hpp"
+#include "dots1/error.hpp"
+#include "dots1/io/checkpoint.hpp"
+#include "dots1/kernels/portable.hpp"
+#include "dots1/model/backend_concept.hpp"
+#include "dots1/model/forward_io.hpp"
+#include "dots1/model/kv_cache.hpp"
+#include "dots1/model/rope.hpp"
+#include "dots1/model/shapes.hpp"
+#include "dots1/policies.hpp"
+
+namespace dots1 {
+
+inline kernels::Activation activation_of(const std::string& name) {
+  if (name == "silu" || name == "swish") return kernels::Activation::silu;
+  if (name == "gelu") return kernels::Activation::gelu;
+  if (name == "gelu_new" || name == "gelu_pytorch_tanh") return kernels::Activation::gelu_tanh;
+  if (name == "relu") return kernels::Activation::relu;
+  throw ConfigError("hidden_act", "\"" + name + "\"", "unsupported activation");
+}
+
+// ------------------------------------------------------------------------------------------------ pieces
+
+/// nn.Linear: weight [out, in], optional bias [out].
+template <class B>
+struct Linear {
+  typename B::Matrix weight;
+  std::optional<typename B::Vector> bias;
+
+  static Linear load(WeightReader& r, const std::string& name, int64_t out, int64_t in, bool with_bias) {
+    Linear l;
+    l.weight = B::matrix(r.take(name + ".weight", {out, in}));
+    if (with_bias) l.bias = B::vector(r.take(name + ".bias", {out}));
+    return l;
+  }
+  void operator()(const typename B::Vector& x, int64_t rows, typename B::Vector& y) const {
+    B::linear(weight, bias ? &*bias : nullptr, x, rows, y);
+  }
+};
+
+/// Dots1RMSNorm over the last `dim` values of each row; weight [dim].
+template <class B>
+struct RmsNorm {
+  typename B::Vector weight;
+  double eps = 1e-6;
+  int64_t dim = 0;
+
+  static RmsNorm load(WeightReader& r, const std::string& name, int64_t dim, double eps) {
+    return RmsNorm{B::vector(r.take(name + ".weight", {dim})), eps, dim};
+  }
+  void operator()(const typename B::Vector& x, typename B::Vector& y) const {
+    B::rms_norm(x, weight, static_cast<int64_t>(B::size(x)) / dim, dim, eps, y);
+  }
+};
+
+/// Per-forward state shared by all layers: sizes, RoPE tables, mask inputs, requested outputs.
+template <class B>
+struct ForwardContext {
+  int64_t batch = 0, seq = 0;
+  typename B::Vector cos, sin;                  // [T, d]
+  typename B::IndexVector key_mask;             // [B, key_mask_len] or empty
+  int64_t key_mask_len = 0;
+  typename B::Int64Vector packed_positions;     // [B, S] when packed sequences were detected
+  typename B::IndexVector packed_ids;
+  std::vector<HostTensor<typename B::Scalar>>* attentions = nullptr;  // collect when non-null
+};
+
+// ------------------------------------------------------------------------------------------------ attention
+
+/// Qwen3-style attention with per-head q/k RMSNorm before RoPE; Policy = FullAttention | SlidingWindowAttention.
+template <class B, class Policy>
+class SelfAttention {
+ public:
+  SelfAttention(const Dots1Config& c, int64_t layer, WeightReader& r)
+      : heads_(c.num_attention_heads), kv_heads_(c.kv_heads()), head_dim_(c.head_dim()),
+        window_(Policy::kind == AttentionKind::sliding ? c.window() : 0), scaling_(c.attention_scaling()) {
+    const std::string p = "model.layers." + std::to_string(layer) + ".self_attn.";
+    const int64_t H = c.hidden_size, d = head_dim_;
+    q_proj_ = Linear<B>::load(r, p + "q_proj", heads_ * d, H, c.attention_bias);     // [nh*d, H]
+    k_proj_ = Linear<B>::load(r, p + "k_proj", kv_heads_ * d, H, c.attention_bias);  // [nkv*d, H]
+    v_proj_ = Linear<B>::load(r, p + "v_proj", kv_heads_ * d, H, c.attention_bias);  // [nkv*d, H]
+    o_proj_ = Linear<B>::load(r, p + "o_proj", H, heads_ * d, c.attention_bias);     // [H, nh*d]
+    q_norm_ = RmsNorm<B>::load(r, p + "q_norm", d, c.rms_norm_eps);                 // [d], shared by heads
+    k_norm_ = RmsNorm<B>::load(r, p + "k_norm", d, c.rms_norm_eps);                 // [d]
+  }
+
+  /// out[T, H] = o_proj(softmax(q k^T * scaling + mask) v) for x[T, H]; updates `cache`.
+  void forward(ForwardContext<B>& ctx, KvCacheLayer<B>& cache, const typename B::Vector& x, typename B::Vector& out) {
+    const int64_t T = ctx.batch * ctx.seq;
+    q_proj_(x, T, q_);  // [T, nh*d]
+    k_proj_(x, T, k_);  // [T, nkv*d]
+    v_proj_(x, T, v_);  // [T, nkv*d]
+    q_norm_(q_, q_);
+    k_norm_(k_, k_);
+    B::rope(q_, T, heads_, head_dim_, ctx.cos, ctx.sin);
+    B::rope(k_, T, kv_heads_, head_dim_, ctx.cos, ctx.sin);
+    const KvView view = cache.append(k_, v_, ctx.seq);
+    kernels::MaskSpec mask;
+    mask.q_offset = view.q_offset;
+    mask.kv_offset = view.kv_offset;
+    mask.window = window_;
+    mask.key_mask = B::ptr(ctx.key_mask);
+    mask.key_mask_len = ctx.key_mask_len;
+    mask.packed_positions = B::ptr(ctx.packed_positions);
+    mask.packed_ids = B::ptr(ctx.packed_ids);
+    mask.q_len = ctx.seq;
+    const AttentionShape shape{ctx.batch, ctx.seq, view.kv_len, cache.capacity(), heads_, kv_heads_, head_dim_, scaling_};
+    B::attention(q_, cache.keys(), cache.values(), shape, mask, attn_, ctx.attentions ? &weights_ : nullptr);
+    if (ctx.attentions)
+      ctx.attentions->push_back({{ctx.batch, heads_, ctx.seq, view.kv_len}, B::download(weights_)});
+    cache.trim();
+    o_proj_(attn_, T, out);  // [T, H]
+  }
+
+  int64_t window() const { return window_; }
+
+ private:
+  int64_t heads_, kv_heads_, head_dim_, window_;
+  double scaling_;
+  Linear<B> q_proj_, k_proj_, v_proj_, o_proj_;
+  RmsNorm<B> q_norm_, k_norm_;
+  typename B::Vector q_, k_, v_, attn_, weights_;  // scratch, reused across calls
+};
+
+// ------------------------------------------------------------------------------------------------ feed-forward
+
+/// y = W_down(act(W_gate x) * (W_up x)); also the fused shared experts (width Is).
+template <class B>
+class DenseMlpBlock {
+ public:
+  DenseMlpBlock(const std::string& prefix, int64_t hidden, int64_t inter, kernels::Activation act, WeightReader& r)
+      : inter_(inter), act_(act) {
+    gate_proj_ = Linear<B>::load(r, prefix + "gate_proj", inter, hidden, false);  // [I, H]
+    up_proj_ = Linear<B>::load(r, prefix + "up_proj", inter, hidden, false);      // [I, H]
+    down_proj_ = Linear<B>::load(r, prefix + "down_proj", hidden, inter, false);  // [H, I]
+  }
+  DenseMlpBlock(const Dots1Config& c, int64_t layer, WeightReader& r)
+      : DenseMlpBlock("model.layers." + std::to_string(layer) + ".mlp.", c.hidden_size, c.intermediate_size,
+                      activation_of(c.hidden_act), r) {}
+
+  void forward(const typename B::Vector& x, int64_t tokens, typename B::Vector& y) {
+    gate_proj_(x, tokens, gate_);
+    up_proj_(x, tokens, up_);
+    B::act_mul(gate_, up_, act_, gate_);
+    down_proj_(gate_, tokens, y);
+  }
+
+ private:
+  int64_t inter_;
+  kernels::Activation act_;
+  Linear<B> gate_proj_, up_proj_, down_proj_;
+  typename B::Vector gate_, up_;
+};
+
+/// Dots1MoE: sigmoid router with correction bias (selection only), group-limited top-k, weighted routed
+/// experts, plus the shared experts (not scaled). y = routed + shared.
+template <class B>
+class MoeBlock {
+ public:
+  MoeBlock(const Dots1Config& c, int64_t layer, WeightReader& r)
+      : hidden_(c.hidden_size), inter_(c.moe_intermediate_size), act_(activation_of(c.hidden_act)),
+        shared_("model.layers." + std::to_string(layer) + ".mlp.shared_experts.", c.hidden_size,
+                c.shared_intermediate_size(), act_, r) {
+    const std::string p = "model.layers." + std::to_string(layer) + ".mlp.";
+    const int64_t E = *c.n_routed_experts;
+    router_.experts = E;
+    router_.top_k = *c.num_experts_per_tok;
+    router_.n_group = c.n_group;
+    router_.topk_group = c.topk_group;
+    router_.norm_topk_prob = c.norm_topk_prob;
+    router_.routed_scaling_factor = c.routed_scaling_factor;
+    gate_ = B::matrix(r.take(p + "gate.weight", {E, hidden_}));                          // [E, H]
+    correction_bias_ = B::vector(r.take(p + "gate.e_score_correction_bias", {E}));       // [E]
+    for (int64_t e = 0; e < E; ++e)
+      experts_.push_back({B::matrix(r.take_expert(layer, e, "gate_proj", E, hidden_, inter_)),    // [Im, H]
+                          B::matrix(r.take_expert(layer, e, "up_proj", E, hidden_, inter_)),      // [Im, H]
+                          B::matrix(r.take_expert(layer, e, "down_proj", E, hidden_, inter_))});  // [H, Im]
+  }
+
+  void forward(const typename B::Vector& x, int64_t tokens, typename B::Vector& y) {
+    B::linear(gate_, nullptr, x, tokens, router_logits_);                      // [T, E], float32
+    B::route(router_logits_, correction_bias_, tokens, router_, topk_indices_, topk_weights_);  // [T, K]
+    B::moe_experts(x, tokens, hidden_, topk_indices_, topk_weights_, router_.top_k, experts_, inter_, act_, y);
+    shared_.forward(x, tokens, shared_out_);
+    B::add(y, shared_out_);
+  }
+
+ private:
+  int64_t hidden_, inter_;
+  kernels::Activation act_;
+  RouterShape router_;
+  typename B::Matrix gate_;
+  typename B::Vector correction_bias_;
+  std::vector<typename B::ExpertMatrices> experts_;
+  DenseMlpBlock<B> shared_;
+  typename B::Vector router_logits_, topk_weights_, shared_out_;
+  typename B::IndexVector topk_indices_;
+};
+
+// ------------------------------------------------------------------------------------------------ layer
+
+/// One pre-norm decoder layer, a template over its policies.
+template <class B, class AttentionPolicy, class FeedForwardPolicy>
+class DecoderLayer {
+ public:
+  using backend = B;
+  using attention_policy = AttentionPolicy;
+  using feed_forward_policy = FeedForwardPolicy;
+  static constexpr LayerPlan plan{AttentionPolicy::kind, FeedForwardPolicy::kind};
+
+  DecoderLayer(const Dots1Config& c, int64_t layer, WeightReader& r)
+      : index_(layer),
+        input_layernorm_(RmsNorm<B>::load(r, "model.layers." + std::to_string(layer) + ".input_layernorm", c.hidden_size, c.rms_norm_eps)),
+        self_attn_(c, layer, r),
+        post_attention_layernorm_(
+            RmsNorm<B>::load(r, "model.layers." + std::to_string(layer) + ".post_attention_layernorm", c.hidden_size, c.rms_norm_eps)),
+        mlp_(c, layer, r) {}
+
+  /// h[T, H] <- h + SelfAttn(RMSNorm_in(h)); h <- h + MLP(RMSNorm_post(h))
+  void forward(ForwardContext<B>& ctx, KvCacheLayer<B>& cache, typename B::Vector& h) {
+    const int64_t T = ctx.batch * ctx.seq;
+    input_layernorm_(h, x_);
+    self_attn_.forward(ctx, cache, x_, y_);
+    B::add(h, y_);
+    post_attention_layernorm_(h, x_);
+    mlp_.forward(x_, T, y_);
+    B::add(h, y_);
+  }
+
+  int64_t index() const { return index_; }
+
+ private:
+  int64_t index_;
+  RmsNorm<B> input_layernorm_;
+  SelfAttention<B, AttentionPolicy> self_attn_;
+  RmsNorm<B> post_attention_layernorm_;
+  typename FeedForwardPolicy::template block<B> mlp_;
+  typename B::Vector x_, y_;
+};
+
+// ------------------------------------------------------------------------------------------------ stacks
+
+/// The stack a loaded config chooses: each layer is one of the four instantiations.
+template <class B>
+class RuntimeStack {
+ public:
+  using Layer = std::variant<DecoderLayer<B, FullAttention, DenseMlp>, DecoderLayer<B, FullAttention, MoE>,
+                             DecoderLayer<B, SlidingWindowAttention, DenseMlp>, DecoderLayer<B, SlidingWindowAttention, MoE>>;
+
+  RuntimeStack(const Dots1Config& c, WeightReader& r) {
+    const auto plan = c.layer_plan();
+    layers_.reserve(plan.size());
+    for (int64_t i = 0; i < static_cast<int64_t>(plan.size()); ++i) {
+      const LayerPlan& p = plan[static_cast<size_t>(i)];
+      const bool sliding = p.attention == AttentionKind::sliding, moe = p.feed_forward == FeedForwardKind::moe;
+      if (!sliding && !moe) layers_.emplace_back(std::in_place_index<0>, c, i, r);
+      else if (!sliding && moe) layers_.emplace_back(std::in_place_index<1>, c, i, r);
+      else if (sliding && !moe) layers_.emplace_back(std::in_place_index<2>, c, i, r);
+      else layers_.emplace_back(std::in_place_index<3>, c, i, r);
+    }
+  }
+  size_t size() const { return layers_.size(); }
+  /// Calls f(layer) for each layer in order, with the layer's concrete type.
+  template <class F>
+  void for_each(F&& f) {
+    for (auto& l : layers_) std::visit(f, l);
+  }
+
+ private:
+  std::vector<Layer> layers_;
+};
+
+/// A stack fixed at compile time: StaticStack<B, DecoderLayer<B, FullAttention, DenseMlp>, ...>. Loading
+/// checks that the config's layer plan is exactly this one.
+template <class B, class... Layers>
+class StaticStack {
+ public:
+  StaticStack(const Dots1Config& c, WeightReader& r) : layers_(make(c, r, std::index_sequence_for<Layers...>{})) {}
+  static constexpr size_t size() { return sizeof...(Layers); }
+  template <class F>
+  void for_each(F&& f) {
+    std::apply([&](auto&... l) { (f(l), ...); }, layers_);
+  }
+  static constexpr std::array<LayerPlan, sizeof...(Layers)> plan{Layers::plan...};
+
+ private:
+  template <size_t... I>
+  static std::tuple<Layers...> make(const Dots1Config& c, WeightReader& r, std::index_sequence<I...>) {
+    const auto config_plan = c.layer_plan();
+    if (config_plan.size() != sizeof...(Layers))
+      throw ConfigError("num_hidden_layers", std::to_string(config_plan.size()),
+                        "this compile-time stack has " + std::to_string(sizeof...(Layers)) + " layers");
+    for (size_t i = 0; i < plan.size(); ++i)
+      if (!(config_plan[i] == plan[i]))
+        throw ConfigError(config_plan[i].feed_forward != plan[i].feed_forward ? "first_k_dense_replace" : "layer_types",
+                          "layer " + std::to_string(i),
+                          std::string("this compile-time stack fixes layer ") + std::to_string(i) + " as " +
+                              (plan[i].attention == AttentionKind::sliding ? "sliding" : "full") + " attention + " +
+                              (plan[i].feed_forward == FeedForwardKind::moe ? "MoE" : "dense MLP") + ", the config disagrees");
+    return std::tuple<Layers...>{Layers(c, static_cast<int64_t>(I), r)...};
+  }
+  std::tuple<Layers...> layers_;
+};
+
+// ------------------------------------------------------------------------------------------------ model
+
+/// HF Dots1Model: embeddings, the decoder stack, the final norm. Stack = RuntimeStack<B> or a StaticStack.
+template <class B, class Stack = RuntimeStack<B>>
+class Dots1Model {
+ public:
+  using T = typename B::Scalar;
+  using Cache = KvCache<B>;
+
+  Dots1Model(const Dots1Config& c, WeightReader& r)
+      : config_(c), embed_tokens_(B::matrix(r.take("model.embed_tokens.weight", {c.vocab_size, c.hidden_size}))),  // [V, H]
+        layers_(c, r), norm_(RmsNorm<B>::load(r, "model.norm", c.hidden_size, c.rms_norm_eps)), rotary_(c) {}
+
+  const Dots1Config& config() const { return config_; }
+  const typename B::Matrix& embed_tokens() const { return embed_tokens_; }
+  Stack& layers() { return layers_; }
+
+  /// Runs the decoder; h ends as the final normed hidden state [B*S, H]. Fills hidden_states/attentions
+  /// when requested. `cache` must be non-null (a fresh one when the caller has none).
+  void forward(const ForwardInput& in, Cache& cache, bool cache_from_caller, typename B::Vector& h,
+               std::vector<HostTensor<T>>* hidden_states, std::vector<HostTensor<T>>* attentions) {
+    validate(in, cache);
+    const int64_t Bn = in.batch, S = in.seq, H = config_.hidden_size;
+    const int64_t past = cache.seq_length();
+    // embeddings [B,S,H]
+    if (!in.input_ids.empty()) {
+      B::embedding(embed_tokens_, B::upload(std::span<const int64_t>(in.input_ids)), h);
+    } else {
+      std::vector<T> e(in.inputs_embeds.begin(), in.inputs_embeds.end());
+      h = B::upload(std::span<const T>(e));
+    }
+    // positions: given, or arange(S) + past (padding is not taken into account, as in HF)
+    std::vector<int64_t> positions(static_cast<size_t>(Bn * S));
+    for (int64_t b = 0; b < Bn; ++b)
+      for (int64_t s = 0; s < S; ++s) {
+        int64_t p = past + s;
+        if (!in.position_ids.empty())
+          p = in.position_ids[static_cast<size_t>(static_cast<int64_t>(in.position_ids.size()) == S ? s : b * S + s)];
+        positions[static_cast<size_t>(b * S + s)] = p;
+      }
+    rotary_.update(*std::max_element(positions.begin(), positions.end()) + 1);
+    std::vector<T> cos, sin;
+    rotary_.template tables<T>(positions, cos, sin);
+
+    ForwardContext<B> ctx;
+    ctx.batch = Bn;
+    ctx.seq = S;
+    ctx.cos = B::upload(std::span<const T>(cos));
+    ctx.sin = B::upload(std::span<const T>(sin));
+    if (!in.attention_mask.empty()) {
+      std::vector<int32_t> m(in.attention_mask.begin(), in.attention_mask.end());
+      ctx.key_mask = B::upload(std::span<const int32_t>(m));
+      ctx.key_mask_len = static_cast<int64_t>(in.attention_mask.size()) / Bn;
+    }
+    // Packed sequences (HF find_packed_sequence_indices): only with no 2-D mask, no cache and explicit
+    // position ids that are not consecutive.
+    if (in.attention_mask.empty() && !cache_from_caller && !in.use_cache && !in.position_ids.empty()) {
+      std::vector<int32_t> ids(static_cast<size_t>(Bn * S));
+      bool any = false;
+      for (int64_t b = 0; b < Bn; ++b) {
+        int32_t id = 0;
+        for (int64_t s = 0; s < S; ++s) {
+          if (s > 0 && positions[static_cast<size_t>(b * S + s)] - positions[static_cast<size_t>(b * S + s - 1)] != 1) ++id;
+          ids[static_cast<size_t>(b * S + s)] = id;
+        }
+        any = any || id != 0;
+      }
+      if (any) {
+        ctx.packed_positions = B::upload(std::span<const int64_t>(positions));
+        ctx.packed_ids = B::upload(std::span<const int32_t>(ids));
+      }
+    }
+    ctx.attentions = attentions;
+
+    if (hidden_states) hidden_states->push_back({{Bn, S, H}, B::download(h)});
+    size_t i = 0;
+    layers_.for_each([&](auto& layer) {
+      layer.forward(ctx, cache.layer(i++), h);
+      if (hidden_states) hidden_states->push_back({{Bn, S, H}, B::download(h)});
+    });
+    norm_(h, h);
+    if (hidden_states) hidden_states->back().values = B::download(h);  // HF: the last entry is post-norm
+  }
+
+ private:
+  void validate(const ForwardInput& in, const Cache& cache) const {
+    const int64_t V = config_.vocab_size, H = config_.hidden_size;
+    if (in.input_ids.empty() == in.inputs_embeds.empty())
+      throw InputError("forward: give exactly one of input_ids and inputs_embeds");
+    if (in.batch <= 0 || in.seq <= 0)
+      throw InputError("forward: empty batch (batch " + std::to_string(in.batch) + ", sequence length " + std::to_string(in.seq) + ")");
+    const int64_t T = in.batch * in.seq;
+    if (!in.input_ids.empty()) {
+      if (static_cast<int64_t>(in.input_ids.size()) != T)
+        throw InputError("forward: input_ids has " + std::to_string(in.input_ids.size()) + " values, expected batch*seq = " + std::to_string(T));
+      for (size_t t = 0; t < in.input_ids.size(); ++t)
+        if (in.input_ids[t] < 0 || in.input_ids[t] >= V)
+          throw InputError("forward: input_ids[" + std::to_string(t / static_cast<size_t>(in.seq)) + "][" +
+                           std::to_string(t % static_cast<size_t>(in.seq)) + "] = " + std::to_string(in.input_ids[t]) +
+                           " is outside the vocabulary [0, " + std::to_string(V) + ")");
+    } else if (static_cast<int64_t>(in.inputs_embeds.size()) != T * H) {
+      throw InputError("forward: inputs_embeds has " + std::to_string(in.inputs_embeds.size()) + " values, expected batch*seq*hidden = " +
+                       std::to_string(T * H));
+    }
+    if (cache.batch() != in.batch)
+      throw InputError("forward: the cache holds batch " + std::to_string(cache.batch()) + ", the input has batch " + std::to_string(in.batch));
+    const int64_t past = cache.seq_length();
+    if (!in.attention_mask.empty()) {
+      if (static_cast<int64_t>(in.attention_mask.size()) != in.batch * (past + in.seq))
+        throw InputError("forward: attention_mask has " + std::to_string(in.attention_mask.size()) + " values, expected batch x (past + seq) = " +
+                         std::to_string(in.batch) + " x " + std::to_string(past + in.seq));
+      for (auto m : in.attention_mask)
+        if (m != 0 && m != 1) throw InputError("forward: attention_mask values must be 0 or 1, got " + std::to_string(m));
+    }
+    if (!in.position_ids.empty()) {
+      const auto n = static_cast<int64_t>(in.position_ids.size());
+      if (n != T && n != in.seq)
+        throw InputError("forward: position_ids has " + std::to_string(n) + " values, expected batch x seq = " + std::to_string(T) + " or seq = " +
+                         std::to_string(in.seq));
+      for (auto p : in.position_ids)
+        if (p < 0 || p >= (int64_t(1) << 24))
+          throw InputError("forward: position id " + std::to_string(p) + " is outside [0, 2^24) (RoPE angles are exact float32 only there)");
+    }
+  }
+
+  Dots1Config config_;
+  typename B::Matrix embed_tokens_;
+  Stack layers_;
+  RmsNorm<B> norm_;
+  RotaryEmbedding rotary_;
+};
+
+/// HF Dots1ForCausalLM: the model plus the LM head (untied, or tied to embed_tokens) and the loss.
+template <class B, class Stack = RuntimeStack<B>>
+class Dots1ForCausalLM {
+ public:
+  using T = typename B::Scalar;
+  using backend = B;
+  using Cache = KvCache<B>;
+  using Output = CausalLMOutput<T, Cache>;
+
+  /// Loads from any weight source; every tensor of the source must be used.
+  Dots1ForCausalLM(const Dots1Config& c, const WeightSource& source) : Dots1ForCausalLM(c, WeightReader(source)) {}
+
+  static Dots1ForCausalLM from_pretrained(const std::filesystem::path& dir) {
+    auto ck = std::make_shared<Checkpoint>(Checkpoint::open(dir));
+    return Dots1ForCausalLM(ck->config(), *ck);
+  }
+  /// Deterministic random weights (benchmarks, examples).
+  static Dots1ForCausalLM random(const Dots1Config& c, uint64_t seed) {
+    RandomWeights w(model_tensor_shapes(c), seed);
+    return Dots1ForCausalLM(c, w);
+  }
+
+  const Dots1Config& config() const { return model_.config(); }
+  Dots1Model<B, Stack>& model() { return model_; }
+  Cache make_cache(int64_t batch) const { return Cache(config(), batch); }
+
+  /// HF forward. `cache` may be null: with use_cache a fresh one is made and returned in the output.
+  Output forward(const ForwardInput& in, std::shared_ptr<Cache> cache = nullptr) {
+    Output out;
+    const bool from_caller = cache != nullptr;
+    if (!cache) cache = std::make_shared<Cache>(config(), std::max<int64_t>(in.batch, 1));
+    const int64_t Bn = in.batch, S = in.seq, H = config().hidden_size, V = config().vocab_size;
+    check_head_inputs(in);
+    model_.forward(in, *cache, from_caller, h_, in.output_hidden_states ? &out.hidden_states : nullptr,
+                   in.output_attentions ? &out.attentions : nullptr);
+    out.last_hidden_state = {{Bn, S, H}, B::download(h_)};
+    // logits_to_keep: rows of h to project
+    std::vector<int64_t> keep = kept_positions(in.logits_to_keep, S);
+    const auto kept = static_cast<int64_t>(keep.size());
+    if (kept == S && in.logits_to_keep.keeps_all()) {
+      lm_head(h_, Bn * S, logits_);
+    } else {
+      std::vector<int64_t> rows;
+      for (int64_t b = 0; b < Bn; ++b)
+        for (auto p : keep) rows.push_back(b * S + p);
+      B::gather_rows(h_, H, B::upload(std::span<const int64_t>(rows)), selected_);
+      lm_head(selected_, Bn * kept, logits_);
+    }
+    out.logits = {{Bn, kept, V}, B::download(logits_)};
+    if (!in.labels.empty()) out.loss = causal_lm_loss(out.logits.values, in.labels, Bn, S, V);
+    if (in.use_cache || from_caller) out.past_key_values = cache;
+    return out;
+  }
+
+ private:
+  Dots1ForCausalLM(const Dots1Config& c, WeightReader&& r) : model_(c, r), lm_head_weight_(load_head(c, r)) { r.finish(); }
+
+  typename B::Matrix load_head(const Dots1Config& c, WeightReader& r) {
+    // Tied: HF uses embed_tokens and ignores a stored lm_head.weight.
+    if (c.tie_word_embeddings) {
+      r.skip_if_present("lm_head.weight", {c.vocab_size, c.hidden_size});
+      return model_.embed_tokens();
+    }
+    return B::matrix(r.take("lm_head.weight", {c.vocab_size, c.hidden_size}));  // [V, H]
+  }
+
+  void lm_head(const typename B::Vector& x, int64_t rows, typename B::Vector& y) const {
+    B::linear(lm_head_weight_, nullptr, x, rows, y);
+  }
+
+  void check_head_inputs(const ForwardInput& in) const {
+    const int64_t S = in.seq, V = config().vocab_size;
+    if (const auto* k = std::get_if<int64_t>(&in.logits_to_keep.value); k && *k < 0)
+      throw InputError("forward: logits_to_keep = " + std::to_string(*k) + " must be >= 0 (0 keeps all positions)");
+    if (const auto* list = std::get_if<std::vector<int64_t>>(&in.logits_to_keep.value)) {
+      if (list->empty()) throw InputError("forward: logits_to_keep list is empty");
+      for (auto p : *list)
+        if (p < -S || p >= S) throw InputError("forward: logits_to_keep position " + std::to_string(p) + " is outside [" + std::to_string(-S) + ", " + std::to_string(S) + ")");
+    }
+    if (!in.labels.empty()) {
+      if (static_cast<int64_t>(in.labels.size()) != in.batch * S)
+        throw InputError("forward: labels has " + std::to_string(in.labels.size()) + " values, expected batch x seq = " + std::to_string(in.batch * S));
+      if (!in.logits_to_keep.keeps_all())
+        throw InputError("forward: labels need logits for every position (logits_to_keep = 0), as in HF");
+      for (auto l : in.labels)
+        if (l != -100 && (l < 0 || l >= V))
+          throw InputError("forward: label " + std::to_string(l) + " is outside the vocabulary [0, " + std::to_string(V) + ") and is not -100");
+    }
+  }
+
+  static std::vector<int64_t> kept_positions(const LogitsToKeep& k, int64_t S) {
+    std::vector<int64_t> keep;
+    if (const auto* last = std::get_if<int64_t>(&k.value)) {
+      const int64_t n = *last == 0 ? S : std::min(*last, S);  // Python slice(-k, None)
+      for (int64_t p = S - n; p < S; ++p) keep.push_back(p);
+    } else {
+      for (auto p : std::get<std::vector<int64_t>>(k.value)) keep.push_back(p < 0 ? p + S : p);
+    }
+    return keep;
+  }
+
+  /// ForCausalLMLoss: shift inside, -100 ignored, mean over valid targets (NaN when none, as torch).
+  static double causal_lm_loss(const std::vector<T>& logits, const std::vector<int64_t>& labels, int64_t Bn, int64_t S, int64_t V) {
+    double total = 0;
+    int64_t count = 0;
+    for (int64_t b = 0; b < Bn; ++b)
+      for (int64_t s = 0; s + 1 < S; ++s) {
+        const int64_t target = labels[static_cast<size_t>(b * S + s + 1)];
+        if (target == -100) continue;
+        const T* row = logits.data() + (b * S + s) * V;
+        double mx = -INFINITY;
+        for (int64_t v = 0; v < V; ++v) mx = std::max(mx, static_cast<double>(row[v]));
+        double sum = 0;
+        for (int64_t v = 0; v < V; ++v) sum += std::exp(static_cast<double>(row[v]) - mx);
+        total += mx + std::log(sum) - static_cast<double>(row[target]);
+        ++count;
+      }
+    return total / static_cast<double>(count);
+  }
+
+  Dots1Model<B, Stack> model_;
+  typename B::Matrix lm_head_weight_;
+  typename B::Vector h_, selected_, logits_;
+};
+
+}  // namespace dots1
