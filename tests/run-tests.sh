@@ -7,6 +7,9 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${DOTS1_BUILD_DIR:-$root/build/tests}
 jobs=${DOTS1_JOBS:-$(nproc)}
 bash "$root/cmake/install-deps.sh"
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DDOTS1_BUILD_TESTS=ON -DDOTS1_BUILD_EXAMPLES=ON
+# The CUDA backend is always compiled when nvcc is available (it needs a GPU only to run).
+cuda=OFF
+if command -v nvcc >/dev/null 2>&1 || [[ -x /usr/local/cuda/bin/nvcc ]]; then cuda=ON; fi
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DDOTS1_BUILD_TESTS=ON -DDOTS1_BUILD_EXAMPLES=ON -DDOTS1_ENABLE_CUDA=$cuda
 cmake --build "$build" -j "$jobs"
 ctest --test-dir "$build" --output-on-failure -j "$jobs"

@@ -5,6 +5,7 @@
 #include "dots1/config.hpp"
 #include "dots1/error.hpp"
 #include "dots1/io/checkpoint.hpp"
+#include "dots1/io/forward_json.hpp"
 #include "dots1/io/safetensors.hpp"
 #include "dots1/model/dots1_model.hpp"
 #include "dots1/model/forward_io.hpp"
