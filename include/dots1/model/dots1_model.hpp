@@ -355,11 +355,11 @@ class Dots1Model {
       std::vector<T> e(in.inputs_embeds.begin(), in.inputs_embeds.end());
       h = B::upload(std::span<const T>(e));
     }
-    // positions: given, or arange(S) + past (padding is not taken into account, as in HF)
+    // positions: given, or cache_position, or arange(S) + past (padding is not taken into account, as in HF)
     std::vector<int64_t> positions(static_cast<size_t>(Bn * S));
     for (int64_t b = 0; b < Bn; ++b)
       for (int64_t s = 0; s < S; ++s) {
-        int64_t p = past + s;
+        int64_t p = in.cache_position.empty() ? past + s : in.cache_position[static_cast<size_t>(s)];
         if (!in.position_ids.empty())
           p = in.position_ids[static_cast<size_t>(static_cast<int64_t>(in.position_ids.size()) == S ? s : b * S + s)];
         positions[static_cast<size_t>(b * S + s)] = p;
@@ -437,6 +437,17 @@ class Dots1Model {
                          std::to_string(in.batch) + " x " + std::to_string(past + in.seq));
       for (auto m : in.attention_mask)
         if (m != 0 && m != 1) throw InputError("forward: attention_mask values must be 0 or 1, got " + std::to_string(m));
+    }
+    if (!in.cache_position.empty()) {
+      // HF v4's cache_position names the cache slots of the new tokens. A dynamic cache appends, so the only
+      // consistent value is arange(past, past + seq); anything else would silently misplace keys.
+      if (static_cast<int64_t>(in.cache_position.size()) != in.seq)
+        throw InputError("forward: cache_position has " + std::to_string(in.cache_position.size()) + " values, expected seq = " + std::to_string(in.seq));
+      for (int64_t s = 0; s < in.seq; ++s)
+        if (in.cache_position[static_cast<size_t>(s)] != past + s)
+          throw InputError("forward: cache_position[" + std::to_string(s) + "] = " + std::to_string(in.cache_position[static_cast<size_t>(s)]) +
+                           ", but the cache holds " + std::to_string(past) + " tokens, so the new tokens occupy slots " + std::to_string(past) +
+                           ".." + std::to_string(past + in.seq - 1));
     }
     if (!in.position_ids.empty()) {
       const auto n = static_cast<int64_t>(in.position_ids.size());

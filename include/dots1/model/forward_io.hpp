@@ -26,6 +26,7 @@ struct ForwardInput {
   std::vector<float> inputs_embeds;     // [batch, seq, hidden], or empty
   std::vector<int64_t> attention_mask;  // [batch, past + seq] of 0/1, or empty (all attend)
   std::vector<int64_t> position_ids;    // [batch, seq] or [1, seq], or empty (arange(seq) + past)
+  std::vector<int64_t> cache_position;  // [seq] cache slots of the new tokens (HF v4), or empty (= arange(past, past+seq))
   std::vector<int64_t> labels;          // [batch, seq] with -100 = ignore, or empty
   LogitsToKeep logits_to_keep;
   bool output_hidden_states = false;
