@@ -4,6 +4,7 @@
 
 #include "dots1/config.hpp"
 #include "dots1/error.hpp"
+#include "dots1/generation.hpp"
 #include "dots1/io/checkpoint.hpp"
 #include "dots1/io/forward_json.hpp"
 #include "dots1/io/safetensors.hpp"
