@@ -78,7 +78,8 @@ inline ParameterCount count_parameters(const Dots1Config& c) {
       active = layer;
     } else {
       const int64_t E = *c.n_routed_experts, K = *c.num_experts_per_tok, per_expert = 3 * H * c.moe_intermediate_size;
-      const int64_t common = E * H + E + 3 * H * c.shared_intermediate_size();
+      // router [E, H] and shared experts; e_score_correction_bias is a buffer, not a parameter (as in HF)
+      const int64_t common = E * H + 3 * H * c.shared_intermediate_size();
       layer += common + E * per_expert;
       active += common + K * per_expert;
       p.routed_expert_parameters += E * per_expert;

@@ -32,7 +32,7 @@ class Normalizer {
   /// which is the common case and costs only a scan.
   bool apply(std::string_view in, std::string& out) const {
     if (!nfc_ || nfc_quick_check(in)) return false;
-    out = nfc(in);
+    out = nfc_no_quick_check(in);
     return true;
   }
 

@@ -147,8 +147,11 @@ class PreTokenizer {
       next.clear();
       for (std::string_view piece : cur) {
         if (step.prefix_space && (piece.empty() || piece.front() != ' ')) {
-          arena.push_back(" " + std::string(piece));
-          piece = arena.back();
+          std::string& with_space = arena.emplace_back();
+          with_space.reserve(piece.size() + 1);
+          with_space += ' ';
+          with_space.append(piece);
+          piece = with_space;
         }
         if (step.has_rule) {
           step.rule.split(piece, [&](std::string_view w) {

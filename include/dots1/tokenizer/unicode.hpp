@@ -163,22 +163,11 @@ inline std::string utf8_lossy(std::string_view s) {
 /// Rust's char::is_whitespace / regex \s: the Unicode White_Space property (same set as Oniguruma's \s).
 inline bool is_white_space(char32_t cp) { return in_ranges(cp, tables::kOnigSpace); }
 
-/// Rust regex \w (Unicode): Alphabetic, marks, decimal digits, connector punctuation, joiners.
-/// Used only by the added-token single_word rule, as HF does.
+/// Rust regex \w (Unicode), which HF's single_word rule for added tokens uses: Alphabetic, marks,
+/// decimal digits, connector punctuation, joiners, in the regex crate's Unicode version.
 inline bool is_word_char(char32_t cp) {
   if (cp < 0x80) return (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z') || (cp >= '0' && cp <= '9') || cp == '_';
-  if (cp == 0x200C || cp == 0x200D) return true;  // Join_Control
-  switch (utf8proc_category(static_cast<utf8proc_int32_t>(cp))) {
-    case UTF8PROC_CATEGORY_LU: case UTF8PROC_CATEGORY_LL: case UTF8PROC_CATEGORY_LT:
-    case UTF8PROC_CATEGORY_LM: case UTF8PROC_CATEGORY_LO: case UTF8PROC_CATEGORY_NL:
-    case UTF8PROC_CATEGORY_MN: case UTF8PROC_CATEGORY_MC: case UTF8PROC_CATEGORY_ME:
-    case UTF8PROC_CATEGORY_ND: case UTF8PROC_CATEGORY_PC:
-      return true;
-    default:
-      // Other_Alphabetic symbols (circled and squared Latin letters).
-      return (cp >= 0x24B6 && cp <= 0x24E9) || (cp >= 0x1F130 && cp <= 0x1F149) ||
-             (cp >= 0x1F150 && cp <= 0x1F169) || (cp >= 0x1F170 && cp <= 0x1F189);
-  }
+  return in_ranges(cp, tables::kRustWord);
 }
 
 namespace detail {
@@ -241,8 +230,15 @@ inline bool nfc_quick_check(std::string_view s) {
 /// NFC exactly as HF tokenizers' NFC normalizer computes it (valid UTF-8 in, UTF-8 out). utf8proc does
 /// the work; code points HF's older tables do not know are kept as they are and cut the text into
 /// runs normalized separately, which is what HF's tables amount to (they are inert starters there).
+inline std::string nfc_no_quick_check(std::string_view s);
+
 inline std::string nfc(std::string_view s) {
   if (nfc_quick_check(s)) return std::string(s);
+  return nfc_no_quick_check(s);
+}
+
+/// nfc() for text already known to fail nfc_quick_check().
+inline std::string nfc_no_quick_check(std::string_view s) {
   std::string out;
   out.reserve(s.size());
   size_t run = 0, i = 0;
