@@ -16,15 +16,14 @@
 #include <dots1/tokenizer.hpp>
 
 #include "commands.hpp"
+#include "sampling_options.hpp"
 
 namespace {
 
 struct GenerateOptions {
   std::string model, prompt, ids;
-  std::optional<int64_t> max_new_tokens, top_k;
-  std::optional<double> temperature, top_p, min_p, repetition_penalty;
-  std::optional<uint64_t> seed;
-  bool greedy = false, json = false;
+  dots1_cli::SamplingOptions sampling;
+  bool json = false;
 };
 
 std::vector<int64_t> parse_ids(const std::string& text) {
@@ -49,18 +48,7 @@ std::vector<int64_t> parse_ids(const std::string& text) {
 
 void run_generate(const GenerateOptions& o) {
   auto model = dots1::CpuModel::from_pretrained(o.model);
-  dots1::GenerationConfig user;
-  user.max_new_tokens = o.max_new_tokens;
-  user.temperature = o.temperature;
-  user.top_k = o.top_k;
-  user.top_p = o.top_p;
-  user.min_p = o.min_p;
-  user.repetition_penalty = o.repetition_penalty;
-  user.seed = o.seed;
-  // Asking for a sampling option means sampling; --greedy turns it off; otherwise the checkpoint decides.
-  if (o.greedy) user.do_sample = false;
-  else if (o.temperature || o.top_k || o.top_p || o.min_p || o.seed) user.do_sample = true;
-  const auto options = dots1::GenerationConfig::for_checkpoint(o.model, model.config()).overridden_by(user);
+  const auto options = o.sampling.resolve_for(o.model, model.config());
 
   std::optional<dots1::Tokenizer> tokenizer;
   std::vector<int64_t> prompt;
@@ -110,14 +98,7 @@ void add_generate_command(CLI::App& app) {
   auto* ids = cmd->add_option("--ids", o->ids, "prompt token ids, comma-separated (1,2,3)");
   prompt->excludes(ids);
   ids->excludes(prompt);
-  cmd->add_option("--max-new-tokens", o->max_new_tokens, "tokens to generate (default: the checkpoint's, else 20)");
-  cmd->add_option("--temperature", o->temperature, "sampling temperature (> 0); implies sampling");
-  cmd->add_option("--top-k", o->top_k, "keep the k most probable tokens (0 = off; HF default 50); implies sampling");
-  cmd->add_option("--top-p", o->top_p, "nucleus sampling mass in (0, 1]; implies sampling");
-  cmd->add_option("--min-p", o->min_p, "drop tokens below min_p x the top probability; implies sampling");
-  cmd->add_option("--repetition-penalty", o->repetition_penalty, "penalty (> 0) for tokens already in the sequence");
-  cmd->add_option("--seed", o->seed, "seed for reproducible sampling; implies sampling");
-  cmd->add_flag("--greedy", o->greedy, "greedy decoding, whatever the sampling options and the checkpoint say");
+  o->sampling.add_to(cmd);
   cmd->add_flag("--json", o->json, "print only the generated ids, as one JSON array");
   cmd->callback([o, prompt, ids] {
     if (prompt->count() == 0 && ids->count() == 0) throw CLI::RequiredError("--prompt or --ids");

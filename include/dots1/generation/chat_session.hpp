@@ -1,0 +1,131 @@
+// dots1/generation/chat_session.hpp — a multi-turn chat that keeps its KV cache across turns.
+//
+// Each turn renders only the new part of the conversation in the model's chat format (dots.llm1:
+// <|system|>..<|endofsystem|><|userprompt|>..<|endofuserprompt|><|response|>), feeds just those tokens
+// through the cache, and generates the answer until a stop token (<|endofresponse|>, <|endoftext|>).
+// The history is never re-read: the cache always holds exactly the rendered conversation so far.
+#pragma once
+
+#include <algorithm>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "dots1/error.hpp"
+#include "dots1/generation/generate.hpp"
+#include "dots1/generation/generation_config.hpp"
+#include "dots1/generation/logits_process.hpp"
+#include "dots1/generation/sampling.hpp"
+#include "dots1/tokenizer.hpp"
+
+namespace dots1 {
+
+template <CausalLanguageModel Model>
+class ChatSession {
+ public:
+  /// `options` are the sampling/length options of every answer (max_new_tokens caps each answer).
+  ChatSession(Model& model, const Tokenizer& tokenizer, ChatFormat format, GenerationConfig options,
+              std::optional<std::string> system = std::nullopt)
+      : model_(model), tok_(tokenizer), format_(std::move(format)), options_(std::move(options)), system_(std::move(system)),
+        rng_(options_.seed ? *options_.seed : std::random_device{}()) {
+    for (int32_t id : format_.stop_token_ids(tok_)) stops_.push_back(id);
+    if (stops_.empty()) throw TokenizerError("chat: the tokenizer has none of the chat format's stop tokens");
+    reset();
+  }
+
+  /// Forgets the conversation (and the cache).
+  void reset() {
+    messages_.clear();
+    if (system_) messages_.push_back({"system", *system_});
+    rendered_.clear();
+    tokens_.clear();
+    cache_ = std::make_shared<typename Model::Cache>(model_.make_cache(1));
+  }
+
+  /// The tokens this turn would add before the answer (the user turn and the generation prompt).
+  std::vector<int32_t> pending_tokens(const std::string& user) const {
+    auto next = messages_;
+    next.push_back({"user", user});
+    const std::string full = format_.render(next, /*add_generation_prompt=*/true);
+    if (full.compare(0, rendered_.size(), rendered_) != 0)
+      throw Error("chat: the rendered conversation does not extend the previous one (the chat format is not append-only)");
+    // The history ends with a special token (or is empty), so the new text tokenizes on its own exactly as
+    // it would inside the whole conversation.
+    return tok_.encode(std::string_view(full).substr(rendered_.size()));
+  }
+
+  /// Adds the user's turn, generates the answer (streamed through on_text as UTF-8 pieces) and returns it.
+  /// Throws InputError, leaving the conversation unchanged, if the turn does not fit the model's context.
+  std::string reply(const std::string& user, const std::function<void(const std::string&)>& on_text = {}) {
+    const std::vector<int32_t> turn = pending_tokens(user);
+    const int64_t context = model_.config().max_position_embeddings;
+    const auto used = static_cast<int64_t>(tokens_.size());
+    if (used + static_cast<int64_t>(turn.size()) + 1 > context)
+      throw InputError("chat: this message is " + std::to_string(turn.size()) + " tokens and the conversation already holds " +
+                       std::to_string(used) + "; the model's context is " + std::to_string(context) +
+                       " tokens (max_position_embeddings). Send a shorter message or start over.");
+    messages_.push_back({"user", user});
+    rendered_ = format_.render(messages_, true);
+    const ResolvedGenerationConfig rc = resolve(options_, used + static_cast<int64_t>(turn.size()), context, model_.config().vocab_size);
+    const LogitsPipeline processors(rc);
+    // Feed the new turn (one prefill of just these tokens), then one token per step. The answer ends at a
+    // stop token, at max_new_tokens, or one token before the context is full (room for the end token).
+    const int64_t limit = std::min(rc.max_length, context - 1);
+    std::vector<int64_t> feed(turn.begin(), turn.end());
+    std::vector<int32_t> answer;
+    DecodeStream stream(tok_, /*skip_special=*/true);
+    while (true) {
+      const auto logits = step(feed);
+      if (static_cast<int64_t>(tokens_.size()) >= limit) break;
+      std::vector<float> scores(logits.end() - model_.config().vocab_size, logits.end());
+      processors(scores, tokens_, 0);
+      const int64_t next = rc.do_sample ? sample_token(scores, rng_) : argmax_token(scores);
+      if (std::find(stops_.begin(), stops_.end(), next) != stops_.end()) break;
+      answer.push_back(static_cast<int32_t>(next));
+      if (on_text)
+        if (auto piece = stream.step(static_cast<int32_t>(next))) on_text(*piece);
+      feed = {next};
+    }
+    // Close the turn in the cache as the format renders it: the format's end-of-answer token (whichever stop
+    // token the model chose, or none when the length ran out).
+    step({stops_.front()});
+    const std::string text = tok_.decode(answer, /*skip_special=*/true);
+    messages_.push_back({"assistant", text});
+    rendered_ = format_.render(messages_, false);
+    return text;
+  }
+
+  const std::vector<ChatMessage>& messages() const { return messages_; }
+  /// The whole conversation as rendered so far (what the cache holds).
+  const std::string& rendered() const { return rendered_; }
+  /// Every token fed through the model so far; the cache holds exactly these.
+  const std::vector<int64_t>& tokens() const { return tokens_; }
+  int64_t cached_tokens() const { return cache_->seq_length(); }
+
+ private:
+  /// Feeds `ids` through the cache; returns the logits of the last position.
+  std::vector<float> step(const std::vector<int64_t>& ids) {
+    ForwardInput in = ForwardInput::from_ids({ids});
+    in.logits_to_keep = 1;
+    auto out = model_.forward(in, cache_);
+    tokens_.insert(tokens_.end(), ids.begin(), ids.end());
+    return std::vector<float>(out.logits.values.begin(), out.logits.values.end());
+  }
+
+  Model& model_;
+  const Tokenizer& tok_;
+  ChatFormat format_;
+  GenerationConfig options_;
+  std::optional<std::string> system_;
+  SamplingRng rng_;
+  std::vector<int64_t> stops_;
+  std::vector<ChatMessage> messages_;
+  std::string rendered_;
+  std::vector<int64_t> tokens_;
+  std::shared_ptr<typename Model::Cache> cache_;
+};
+
+}  // namespace dots1
