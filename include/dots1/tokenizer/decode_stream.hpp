@@ -12,6 +12,7 @@
 
 namespace dots1 {
 
+/// Keeps a reference to the tokenizer, which must outlive the stream.
 class DecodeStream {
  public:
   explicit DecodeStream(const Tokenizer& tokenizer, bool skip_special = false)

@@ -55,6 +55,8 @@ struct SpecialTokens {
   std::optional<SpecialToken> bos, eos, pad, unk;
 };
 
+/// Immutable once loaded; all methods may be called from several threads at once (the word cache is
+/// locked per shard). Copies are cheap and share the loaded data and the cache.
 class Tokenizer {
  public:
   /// Loads a tokenizer.json file.
