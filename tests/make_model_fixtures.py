@@ -206,6 +206,13 @@ def main():
     make_case("rope_llama3", dict(rope_scaling=dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
                                                     original_max_position_embeddings=16), rope_theta=50.0),
               runs=[dict(name="long", input_ids=x)], steps=None, seed=7)
+    # 8. Proportional RoPE (HF main): only the first int(prf * head_dim // 2) frequency pairs rotate, the rest
+    #    pass through; the one rope type for which Dots1 honours partial_rotary_factor.
+    make_case("rope_proportional", dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=2,
+                                        rope_parameters=dict(rope_type="proportional", partial_rotary_factor=0.5, factor=2.0,
+                                                             rope_theta=10000.0)),
+              runs=[dict(name="long", input_ids=x, output_attentions=True)],
+              steps=dict(prefill=[x[0][:8]], tokens=[[t] for t in x[0][8:12]]), seed=8)
     total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(OUT) for f in fs)
     print(f"total {total / 1024:.0f} KiB in {OUT}")
 

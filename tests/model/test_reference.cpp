@@ -189,3 +189,4 @@ BOOST_AUTO_TEST_CASE(rope_dynamic_runtime_update) { check_case("rope_dynamic"); 
 BOOST_AUTO_TEST_CASE(rope_yarn) { check_case("rope_yarn"); }
 BOOST_AUTO_TEST_CASE(rope_longrope_long_and_short_factors) { check_case("rope_longrope"); }
 BOOST_AUTO_TEST_CASE(rope_llama3) { check_case("rope_llama3"); }
+BOOST_AUTO_TEST_CASE(rope_proportional_partial_rotary) { check_case("rope_proportional"); }
