@@ -15,6 +15,7 @@
 #include <dots1/tokenizer.hpp>
 
 #include "commands.hpp"
+#include "load_model.hpp"
 #include "sampling_options.hpp"
 
 namespace {
@@ -27,7 +28,7 @@ struct ChatOptions {
 };
 
 void run_chat(const ChatOptions& o) {
-  auto model = dots1::CpuModel::from_pretrained(o.model);
+  auto model = dots1_cli::load_cpu_model(o.model);
   const auto tokenizer = dots1::Tokenizer::from_folder(o.model);
   const auto format = dots1::ChatFormat::for_tokenizer(tokenizer);
   dots1::ChatSession<dots1::CpuModel> session(model, tokenizer, format, o.sampling.resolve_for(o.model, model.config()), o.system);

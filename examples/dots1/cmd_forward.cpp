@@ -7,6 +7,7 @@
 #include <dots1/eigen.hpp>
 
 #include "commands.hpp"
+#include "load_model.hpp"
 
 namespace {
 
@@ -27,7 +28,7 @@ void run_forward(const ForwardOptions& o) {
   dots1::ForwardInput input = dots1::forward_input_from_json(j);
   input.output_hidden_states = o.hidden_states;
   input.output_attentions = o.attentions;
-  auto model = dots1::CpuModel::from_pretrained(o.model);
+  auto model = dots1_cli::load_cpu_model(o.model);
   const auto out = model.forward(input);
   std::vector<dots1::TensorToWrite> tensors;
   tensors.push_back(dots1::TensorToWrite::from<float>("logits", out.logits.shape, out.logits.values));

@@ -16,6 +16,7 @@
 #include <dots1/tokenizer.hpp>
 
 #include "commands.hpp"
+#include "load_model.hpp"
 #include "sampling_options.hpp"
 
 namespace {
@@ -47,7 +48,7 @@ std::vector<int64_t> parse_ids(const std::string& text) {
 }
 
 void run_generate(const GenerateOptions& o) {
-  auto model = dots1::CpuModel::from_pretrained(o.model);
+  auto model = dots1_cli::load_cpu_model(o.model);
   const auto options = o.sampling.resolve_for(o.model, model.config());
 
   std::optional<dots1::Tokenizer> tokenizer;
