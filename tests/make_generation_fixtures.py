@@ -19,13 +19,12 @@ import sys
 
 import torch
 from safetensors.torch import save_file
-from transformers import Dots1Config, Dots1ForCausalLM
 from transformers.generation.logits_process import (
     LogitsProcessorList, MinLengthLogitsProcessor, MinNewTokensLengthLogitsProcessor, MinPLogitsWarper, RepetitionPenaltyLogitsProcessor,
     TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_model_fixtures import randomize  # noqa: E402  (weights of O(1) scale)
+import make_model_fixtures  # noqa: E402  (weights of O(1) scale)
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "generation")
 MIN_MARGIN = 1e-3  # every greedy choice must beat the runner-up by this much (our logits match HF to ~1e-5)
@@ -38,17 +37,7 @@ TINY = dict(
 
 
 def make_model(overrides, seed):
-    torch.manual_seed(seed)
-    cfg = dict(TINY)
-    cfg.update(overrides)
-    config = Dots1Config(**cfg)
-    config._attn_implementation = "eager"
-    model = Dots1ForCausalLM(config).eval().to(torch.float32)
-    model.config._attn_implementation = "eager"
-    randomize(model, seed)
-    if config.tie_word_embeddings:
-        model.tie_weights()
-    return model
+    return make_model_fixtures.make_model(TINY, overrides, seed)
 
 
 def left_pad(prompts, pad):

@@ -95,9 +95,10 @@ def run_steps(model, config, steps):
     return outs
 
 
-def make_case(name, overrides, runs, steps, seed, fused=False):
+def make_model(base, overrides, seed):
+    """A float32 eager Dots1ForCausalLM of config base + overrides, with randomize()d weights."""
     torch.manual_seed(seed)
-    cfg = dict(BASE)
+    cfg = dict(base)
     cfg.update(overrides)
     config = Dots1Config(**cfg)
     config._attn_implementation = "eager"
@@ -106,6 +107,12 @@ def make_case(name, overrides, runs, steps, seed, fused=False):
     randomize(model, seed)
     if config.tie_word_embeddings:
         model.tie_weights()
+    return model
+
+
+def make_case(name, overrides, runs, steps, seed, fused=False):
+    model = make_model(BASE, overrides, seed)
+    config = model.config
     folder = os.path.join(OUT, name)
     shutil.rmtree(folder, ignore_errors=True)
     model.save_pretrained(folder)
