@@ -2,6 +2,7 @@
 // per-layer plan, JSON load/save and the validation rules of spec section 1.3.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -145,9 +146,15 @@ std::string show_value(const T& v) {
   return s.str();
 }
 
+/// A JSON integer above INT64_MAX (nlohmann keeps those unsigned), which get<int64_t>() would wrap negative.
+inline bool beyond_int64(const json& v) {
+  return v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+}
+
 /// Reads an integer field; JSON floats with no fraction are accepted (HF would accept them too).
 inline int64_t read_int(const json& j, const char* field) {
   const json& v = j.at(field);
+  if (beyond_int64(v)) throw ConfigError(field, show(v), "is absurdly large (does not fit a 64-bit integer)");
   if (v.is_number_integer()) return v.get<int64_t>();
   if (v.is_number_float()) {
     double d = v.get<double>();
@@ -195,10 +202,12 @@ inline std::vector<double> read_number_list(const json& j, const char* field, co
 /// Parses a RoPE dict (rope_scaling or rope_parameters); `name` is the key it came from.
 inline void read_rope_dict(const json& d, const std::string& name, RopeParameters& r) {
   if (!d.is_object()) throw ConfigError(name, show(d), "expected an object (or null)");
-  if (d.contains("rope_type") && !d["rope_type"].is_null())
-    r.rope_type = read_string(d, "rope_type");
-  else if (d.contains("type") && !d["type"].is_null())
-    r.rope_type = read_string(d, "type");
+  for (const char* k : {"rope_type", "type"}) {  // HF's two spellings; rope_type wins
+    if (!d.contains(k) || d[k].is_null()) continue;
+    if (!d[k].is_string()) throw ConfigError(name + "." + k, show(d[k]), "expected a string");
+    r.rope_type = d[k].get<std::string>();
+    break;
+  }
   auto num = [&](const char* k, std::optional<double>& out) {
     if (d.contains(k) && !d[k].is_null()) {
       if (!d[k].is_number()) throw ConfigError(name + "." + k, show(d[k]), "expected a number");
@@ -224,8 +233,8 @@ inline void read_rope_dict(const json& d, const std::string& name, RopeParameter
   }
   if (d.contains("original_max_position_embeddings") && !d["original_max_position_embeddings"].is_null()) {
     const json& v = d["original_max_position_embeddings"];
-    if (!v.is_number_integer())
-      throw ConfigError(name + ".original_max_position_embeddings", show(v), "expected an integer");
+    if (!v.is_number_integer() || beyond_int64(v))
+      throw ConfigError(name + ".original_max_position_embeddings", show(v), "expected a 64-bit integer");
     r.original_max_position_embeddings = v.get<int64_t>();
   }
   if (d.contains("short_factor") && !d["short_factor"].is_null())
@@ -317,7 +326,8 @@ inline Dots1Config Dots1Config::from_json(const json& j) {
     const json& v = j.at("eos_token_id");
     if (v.is_array()) {
       for (const auto& x : v) {
-        if (!x.is_number_integer()) throw ConfigError("eos_token_id", show(v), "expected an integer or a list of integers");
+        if (!x.is_number_integer() || beyond_int64(x))
+          throw ConfigError("eos_token_id", show(v), "expected an integer or a list of integers");
         c.eos_token_id.push_back(x.get<int64_t>());
       }
     } else {
@@ -487,6 +497,24 @@ inline void Dots1Config::validate() const {
   if (sliding_window && *sliding_window <= 0)
     throw ConfigError("sliding_window", show_value(*sliding_window), "must be a positive integer or null");
 
+  // Each size is bounded above, but products over experts and layers can still overflow the int64 parameter
+  // and byte counts (count_parameters, `dots1 info`, weight loading). An upper estimate of the parameter
+  // count, in double (ample for a bound), must stay below 2^50; dots.llm1 has 1.4e11 (about 2^37).
+  {
+    const double H = static_cast<double>(hidden_size), d = static_cast<double>(head_dim());
+    const double nh = static_cast<double>(num_attention_heads), nkv = static_cast<double>(kv_heads());
+    double layer = 2 * H * (nh + nkv) * d + (nh + 2 * nkv) * d + 2 * d + 3 * H;  // attention, biases, norms
+    double ffn = first_k_dense_replace > 0 ? 3 * H * static_cast<double>(intermediate_size) : 0;
+    if (any_moe_layer()) {
+      const double E = static_cast<double>(*n_routed_experts), Im = static_cast<double>(moe_intermediate_size);
+      ffn = std::max(ffn, E * H + 3 * H * Im * static_cast<double>(*n_shared_experts) + E * 3 * H * Im);
+    }
+    const double total = 2 * static_cast<double>(vocab_size) * H + static_cast<double>(num_hidden_layers) * (layer + ffn);
+    if (total >= 0x1p50)
+      throw ConfigError("<model size>", show_value(total) + " parameters",
+                        "the sizes multiply to more than 2^50 parameters, beyond what 64-bit size arithmetic can hold");
+  }
+
   if (layer_types) {
     if (static_cast<int64_t>(layer_types->size()) != num_hidden_layers)
       throw ConfigError("layer_types", show_value(layer_types->size()) + " entries",
@@ -532,6 +560,10 @@ inline void Dots1Config::validate() const {
   if (r.original_max_position_embeddings && *r.original_max_position_embeddings <= 0)
     throw ConfigError(where + ".original_max_position_embeddings", show_value(*r.original_max_position_embeddings),
                       "must be a positive integer");
+  // Range first: head_dim * factor is converted to an integer below, which is undefined for huge factors.
+  for (const auto& [field, prf] : {std::pair{std::string("partial_rotary_factor"), partial_rotary_factor},
+                                   std::pair{where + ".partial_rotary_factor", r.partial_rotary_factor}})
+    if (prf && !(*prf > 0 && *prf <= 1)) throw ConfigError(field, show_value(*prf), "must be in (0, 1]");
   const double prf = effective_partial_rotary_factor();
   if (rt != "default" && rt != "proportional" &&
       static_cast<int64_t>(static_cast<double>(head_dim()) * prf) != head_dim())
@@ -547,9 +579,6 @@ inline void Dots1Config::validate() const {
       throw ConfigError(where + ".long_factor", show_value(r.long_factor.size()) + " entries",
                         "must have rotary_dim/2 = " + show_value(half) + " entries");
   }
-  for (const auto& [field, prf] : {std::pair{std::string("partial_rotary_factor"), partial_rotary_factor},
-                                   std::pair{where + ".partial_rotary_factor", r.partial_rotary_factor}})
-    if (prf && !(*prf > 0 && *prf <= 1)) throw ConfigError(field, show_value(*prf), "must be in (0, 1]");
 }
 
 inline Dots1Config Dots1Config::load(const std::filesystem::path& path) {

@@ -60,6 +60,11 @@ class TokenizerError : public Error {
   using Error::Error;
 };
 
+/// The machine lacks a resource a request needs (memory for a model), detected before it is used.
+class ResourceError : public Error {
+ public:
+  using Error::Error;
+};
 /// Invalid generation options.
 class GenerationError : public Error {
  public:

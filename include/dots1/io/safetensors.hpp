@@ -131,7 +131,7 @@ struct TensorView {
   std::vector<T> to_vector() const {
     std::vector<T> out(static_cast<size_t>(numel()));
     if (dtype == DType::F32 && std::is_same_v<T, float>) {
-      std::memcpy(out.data(), data, nbytes);
+      if (nbytes > 0) std::memcpy(out.data(), data, nbytes);  // an empty vector's data() may be null: memcpy UB
     } else {
       for (int64_t i = 0; i < numel(); ++i) out[static_cast<size_t>(i)] = static_cast<T>(float_at(i));
     }
@@ -287,11 +287,15 @@ class SafetensorsFile {
       t.keepalive = mapping_;
       const auto dtype_str = v["dtype"].get<std::string>();
       if (!parse_dtype(dtype_str, t.dtype)) fail(where + "unknown dtype '" + dtype_str + "'");
+      // At most 2^60 elements, so that numel * dtype_size (<= 8) cannot wrap in 64 bits and every dimension
+      // fits the int64 shape (also for an empty tensor, whose element count stays 0).
+      constexpr uint64_t kMaxElements = uint64_t(1) << 60;
       uint64_t numel = 1;
       for (const auto& d : v["shape"]) {
         if (!d.is_number_unsigned()) fail(where + "shape entries must be non-negative integers");
         const uint64_t dim = d.get<uint64_t>();
-        if (dim != 0 && numel > (uint64_t(1) << 62) / dim) fail(where + "shape " + d.dump() + " overflows the element count");
+        if (dim > kMaxElements || (dim != 0 && numel > kMaxElements / dim))
+          fail(where + "shape entry " + d.dump() + " overflows the element count (limit 2^60)");
         numel *= dim;
         t.shape.push_back(static_cast<int64_t>(dim));
       }
