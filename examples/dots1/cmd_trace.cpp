@@ -1,0 +1,140 @@
+// dots1 trace --model DIR (--prompt TEXT | --ids 1,2,3) --out TRACE.safetensors [--layers 1,3] [--no-residual]
+//             [--no-attention] [--logits] [--zero-head L:H] [--zero-expert L:E] [--forbid-expert L:E]
+//             [--force-experts L:E1,E2,...]
+// One forward over the prompt with a Recorder (dots1/instrument/recorder.hpp), optionally under an
+// Intervention (the edits are applied first, so the trace shows the edited model); writes the recording as
+// a trace (tensor names in dots1/instrument/trace_io.hpp), loadable with Python's `safetensors`.
+#include <cstdio>
+#include <filesystem>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <dots1/eigen.hpp>
+#include <dots1/instrument/intervention.hpp>
+#include <dots1/instrument/recorder.hpp>
+#include <dots1/instrument/trace_io.hpp>
+#include <dots1/tokenizer.hpp>
+
+#include "commands.hpp"
+#include "load_model.hpp"
+
+namespace {
+
+struct TraceOptions {
+  std::string model, prompt, ids, out, layers;
+  bool no_residual = false, no_attention = false, logits = false;
+  std::vector<std::string> zero_heads, zero_experts, forbid_experts, force_experts;
+};
+
+std::vector<int64_t> parse_list(const std::string& text, const std::string& option) {
+  std::vector<int64_t> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    size_t used = 0;
+    int64_t v = 0;
+    try {
+      v = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || item.find_first_not_of(" \t", used) != std::string::npos)
+      throw dots1::InputError(option + ": '" + item + "' is not an integer (expected a comma-separated list such as 1,2,3)");
+    out.push_back(v);
+  }
+  if (out.empty()) throw dots1::InputError(option + ": no values given");
+  return out;
+}
+
+/// "L:X" (or "L:X,Y,..." when `many`) -> (L, [X, ...]).
+std::pair<int64_t, std::vector<int64_t>> parse_pair(const std::string& text, const std::string& option, bool many) {
+  const auto colon = text.find(':');
+  if (colon == std::string::npos) throw dots1::InputError(option + ": '" + text + "' is not LAYER:" + (many ? "E1,E2,..." : "INDEX"));
+  const auto layer = parse_list(text.substr(0, colon), option);
+  auto rest = parse_list(text.substr(colon + 1), option);
+  if (layer.size() != 1 || (!many && rest.size() != 1))
+    throw dots1::InputError(option + ": '" + text + "' is not LAYER:" + (many ? "E1,E2,..." : "INDEX"));
+  return {layer[0], std::move(rest)};
+}
+
+void run_trace(const TraceOptions& o) {
+  std::optional<dots1::Tokenizer> tokenizer;
+  if (std::filesystem::exists(std::filesystem::path(o.model) / "tokenizer.json")) tokenizer = dots1::Tokenizer::from_folder(o.model);
+  std::vector<int64_t> ids;
+  if (!o.prompt.empty()) {
+    if (!tokenizer) throw dots1::InputError("--prompt: " + o.model + " has no tokenizer.json (give --ids instead)");
+    for (int32_t id : tokenizer->encode(o.prompt)) ids.push_back(id);
+    if (ids.empty()) throw dots1::InputError("--prompt: the text encodes to no tokens");
+  } else {
+    ids = parse_list(o.ids, "--ids");
+  }
+
+  dots1::Intervention edit;
+  for (const auto& s : o.zero_heads) {
+    const auto [l, h] = parse_pair(s, "--zero-head", false);
+    edit.zero_head(l, h[0]);
+  }
+  for (const auto& s : o.zero_experts) {
+    const auto [l, e] = parse_pair(s, "--zero-expert", false);
+    edit.zero_expert(l, e[0]);
+  }
+  for (const auto& s : o.forbid_experts) {
+    const auto [l, e] = parse_pair(s, "--forbid-expert", false);
+    edit.forbid_expert(l, e[0]);
+  }
+  for (const auto& s : o.force_experts) {
+    const auto [l, e] = parse_pair(s, "--force-experts", true);
+    edit.force_experts(l, e);
+  }
+  dots1::RecorderOptions ro;
+  ro.residual = !o.no_residual;
+  ro.attention = !o.no_attention;
+  if (!o.layers.empty()) ro.layers = parse_list(o.layers, "--layers");
+  dots1::Recorder recorder(ro);
+
+  auto model = dots1_cli::load_cpu_model(o.model);
+  auto input = dots1::ForwardInput::from_ids({ids});
+  input.use_cache = false;
+  const auto out = edit.empty() ? model.forward(input, nullptr, recorder) : model.forward(input, nullptr, dots1::Chain{edit, recorder});
+
+  dots1::TraceInfo info;
+  info.model = std::filesystem::absolute(o.model).lexically_normal().string();
+  info.config = model.config().to_json();
+  for (auto id : ids) {
+    const auto id32 = static_cast<int32_t>(id);
+    info.tokens.push_back(tokenizer ? tokenizer->decode(std::span<const int32_t>(&id32, 1)) : "#" + std::to_string(id));
+  }
+  dots1::write_trace(o.out, recorder.last(), info, o.logits ? &out.logits : nullptr);
+  std::fprintf(stderr, "dots1 trace: %zu tokens, %zu layers (%zu with a router) recorded to %s (%.1f KiB)\n", ids.size(),
+               recorder.last().layers.size(), recorder.last().moe_layers().size(), o.out.c_str(),
+               static_cast<double>(std::filesystem::file_size(o.out)) / 1024.0);
+}
+
+void add_trace_command(CLI::App& app) {
+  auto o = std::make_shared<TraceOptions>();
+  auto* cmd = app.add_subcommand("trace", "Record residual stream, attention and routing of one forward into a safetensors trace");
+  cmd->add_option("--model", o->model, "HF checkpoint folder")->default_val(dots1_cli::default_model_dir());
+  auto* prompt = cmd->add_option("--prompt", o->prompt, "text to trace (tokenized with the model's tokenizer.json)");
+  auto* ids = cmd->add_option("--ids", o->ids, "token ids to trace, comma-separated");
+  prompt->excludes(ids);
+  ids->excludes(prompt);
+  cmd->add_option("--out", o->out, "output trace (.safetensors)")->required();
+  cmd->add_option("--layers", o->layers, "record only these layers (comma-separated); default all");
+  cmd->add_flag("--no-residual", o->no_residual, "do not record the residual stream (resid_pre/mid/post)");
+  cmd->add_flag("--no-attention", o->no_attention, "do not record attention weights");
+  cmd->add_flag("--logits", o->logits, "also write the logits [1, S, V]");
+  cmd->add_option("--zero-head", o->zero_heads, "ablate head H of layer L (its output before o_proj is 0): L:H, repeatable");
+  cmd->add_option("--zero-expert", o->zero_experts, "ablate routed expert E of layer L (weight 0 where chosen): L:E, repeatable");
+  cmd->add_option("--forbid-expert", o->forbid_experts, "never select routed expert E in layer L: L:E, repeatable");
+  cmd->add_option("--force-experts", o->force_experts, "route every token of layer L to exactly these experts: L:E1,E2,..., repeatable");
+  cmd->callback([o, prompt, ids] {
+    if (prompt->count() == 0 && ids->count() == 0) throw dots1::InputError("dots1 trace: give --prompt TEXT or --ids 1,2,3");
+    run_trace(*o);
+  });
+}
+
+dots1_cli::RegisterCommand registered(24, add_trace_command);
+
+}  // namespace
