@@ -2,12 +2,23 @@
 // use sliding-window attention. The layer types are template arguments, so each layer's code is
 // specialised for its policies; the config only supplies sizes (and must agree with the stack).
 //
+// The backend is a compile-time switch too: the CPU (Eigen) by default; with DOTS1_VARIANT_THRUST defined the
+// same model is instantiated for the Thrust backend: on the OpenMP device system when g++ compiles it with
+// -DTHRUST_DEVICE_SYSTEM=THRUST_DEVICE_SYSTEM_OMP (the compile_time_variant_thrust_omp target, no GPU
+// needed), on the GPU when nvcc compiles it (as a .cu, linked with cuBLAS).
+//
 //   build/bin/compile_time_variant
+//   build/bin/compile_time_variant_thrust_omp     (the same tokens)
+#include <algorithm>
 #include <cstdio>
 
+#if defined(DOTS1_VARIANT_THRUST)
+#include <dots1/cuda.hpp>
+using B = dots1::ThrustBackend<float>;
+#else
 #include <dots1/eigen.hpp>
-
-using B = dots1::EigenBackend<float>;  // switch backend here (e.g. dots1::ThrustBackend<float> from dots1/cuda.hpp)
+using B = dots1::EigenBackend<float>;
+#endif
 template <class A, class F>
 using Layer = dots1::DecoderLayer<B, A, F>;
 using Full = dots1::FullAttention;
@@ -48,7 +59,7 @@ int main() {
   auto cache = std::make_shared<Model::Cache>(model.make_cache(1));
   dots1::ForwardInput in = dots1::ForwardInput::from_ids({prompt});
   in.logits_to_keep = 1;
-  std::printf("static stack of %zu layers; greedy continuation:", Stack::size());
+  std::printf("backend %s, static stack of %zu layers; greedy continuation:", B::name, Stack::size());
   for (int step = 0; step < 8; ++step) {
     const auto out = model.forward(in, cache);
     const auto& l = out.logits.values;

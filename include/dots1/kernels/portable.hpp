@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cfloat>
+#include <cstring>
 
 #if defined(__CUDACC__)
 #define DOTS1_HD __host__ __device__
@@ -17,6 +18,22 @@
 #endif
 
 namespace dots1::kernels {
+
+/// bfloat16 <-> float32 on raw bits, usable in device code (the same rounding as dots1::float_to_bf16:
+/// round to nearest even, NaN kept quiet). Widening is exact.
+DOTS1_HD inline float bf16_to_f32(uint16_t b) {
+  const uint32_t u = static_cast<uint32_t>(b) << 16;
+  float f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
+DOTS1_HD inline uint16_t f32_to_bf16(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
 
 /// HF's ACT2FN entries that Dots1 configs use.
 enum class Activation : int { silu, gelu, gelu_tanh, relu };

@@ -8,11 +8,36 @@
 // is a raw device pointer (thrust::raw_pointer_cast), so the model's MaskSpec pointers (B::ptr of the
 // mask vectors) are device pointers as the kernels need.
 //
+// Weights: matrices arrive as float32 (or the compute dtype) or, with float compute, as bfloat16 (a bf16
+// checkpoint, or any checkpoint loaded with WeightFormat::bf16), which stay bf16 in device memory (half the
+// bytes and half the bandwidth). Products over bf16 weights accumulate in float32:
+//   * up to gemv_max_rows activation rows (decode): float32 activations against the bf16 weights widened
+//     exactly (a warp-per-row CUDA kernel; the OMP/CPP systems widen and use Eigen), i.e. the CPU
+//     backend's bf16 arithmetic up to summation order;
+//   * more rows (prefill): cuBLAS bf16 tensor-core GEMMs (cublasGemmEx, CUDA_R_16BF inputs,
+//     CUBLAS_COMPUTE_32F). Tensor cores need bf16 activations too; with Bf16Activations::split (the
+//     default) each activation is split as hi + lo (both bf16, hi = bf16(x), lo = bf16(x - hi)) and two
+//     GEMMs accumulate into the same float32 output, which keeps ~16 significant bits of the activations
+//     (relative error ~2^-17) at twice the tensor-core work; Bf16Activations::rounded runs one GEMM on
+//     bf16(x) (relative error ~2^-9 per projection, the usual bf16 inference numerics). The OMP/CPP
+//     systems compute exactly these products (hi, lo widened) with Eigen, so the tests here measure the
+//     numerics the GPU will have.
+//
+// Routed experts: with few (token, expert) slots (decode) all experts' projections run as one grouped
+// launch each (gate, up, down), with no host synchronisation; with many (prefill) the slots are sorted by
+// expert on the device and each non-empty expert runs its GEMMs over its contiguous block of rows, on the
+// one stream.
+//
 // Determinism: no atomics anywhere; the MoE scatter sums each token's expert outputs in a fixed order
 // (ascending expert id, as HF's per-expert loop and the Eigen backend do).
 #pragma once
 
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -40,6 +65,8 @@
 #define DOTS1_THRUST_CUDA 1
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+
+#include "dots1/backend/thrust/cuda_kernels.hpp"
 #else
 #define DOTS1_THRUST_CUDA 0
 #include <Eigen/Core>
@@ -92,6 +119,167 @@ struct DivideBy {
   DOTS1_HD int32_t operator()(int32_t x) const { return x / d; }
 };
 
+/// A weight as float: float32 as is, bf16 (raw bits) widened exactly.
+DOTS1_HD inline float weight_value(float w) { return w; }
+DOTS1_HD inline double weight_value(double w) { return w; }
+DOTS1_HD inline float weight_value(uint16_t w) { return kernels::bf16_to_f32(w); }
+
+/// The embedding lookup of a bf16 table: dst[i] = widen(src[ids[i / width] * width + i % width]).
+template <class T>
+struct GatherBf16Rows {
+  const uint16_t* src;
+  const int64_t* rows;
+  T* dst;
+  int64_t width;
+  DOTS1_HD void operator()(int64_t i) const { dst[i] = static_cast<T>(kernels::bf16_to_f32(src[rows[i / width] * width + i % width])); }
+};
+
+/// dst[i] = widen(src[i]) (bf16 -> float32, exact).
+struct WidenBf16 {
+  const uint16_t* src;
+  float* dst;
+  DOTS1_HD void operator()(int64_t i) const { dst[i] = kernels::bf16_to_f32(src[i]); }
+};
+
+/// x = hi + lo with hi = bf16(x), lo = bf16(x - hi): float32 activations as two bf16 operands for tensor cores.
+struct SplitBf16 {
+  const float* x;
+  uint16_t* hi;
+  uint16_t* lo;  // null: hi only (Bf16Activations::rounded)
+  DOTS1_HD void operator()(int64_t i) const {
+    const uint16_t h = kernels::f32_to_bf16(x[i]);
+    hi[i] = h;
+    if (lo) lo[i] = kernels::f32_to_bf16(x[i] - kernels::bf16_to_f32(h));
+  }
+};
+
+/// The grouped expert product on the OMP/CPP systems (the CUDA system runs cuda::grouped_gemv_kernel):
+/// y[p, o] = sum_k x[p / div, k] * W_{expert_of[p]}[o, k], one output value per index.
+template <class W>
+struct GroupedRowDot {
+  const float* x;
+  int64_t div;
+  const int32_t* expert_of;
+  const W* const* table;
+  float* y;
+  int64_t out, in;
+  DOTS1_HD void operator()(int64_t i) const {
+    const int64_t p = i / out, o = i % out;
+    const W* wr = table[expert_of[p]] + o * in;
+    const float* xr = x + (p / div) * in;
+    float acc = 0;
+    for (int64_t k = 0; k < in; ++k) acc += xr[k] * weight_value(wr[k]);
+    y[i] = acc;
+  }
+};
+
+/// The MoE scatter of the grouped path, one output value per index: out[t, c] = sum_j w[s_j] * y[s_j, c]
+/// over token t's slots s_j = t*top_k + j taken in ascending expert id (a token's experts are distinct).
+template <class T>
+struct CombineByExpert {
+  const T* y;               // [tokens*top_k, hidden], row = slot
+  const T* w;               // [tokens*top_k]
+  const int32_t* experts;   // [tokens*top_k]
+  T* out;                   // [tokens, hidden]
+  int64_t hidden, top_k;
+  DOTS1_HD void operator()(int64_t i) const {
+    const int64_t t = i / hidden, c = i % hidden;
+    const int32_t* e = experts + t * top_k;
+    T o = 0;
+    int32_t prev = -1;
+    for (int64_t j = 0; j < top_k; ++j) {
+      int64_t best = -1;
+      for (int64_t q = 0; q < top_k; ++q)
+        if (e[q] > prev && (best < 0 || e[q] < e[best])) best = q;
+      if (best < 0) break;
+      prev = e[best];
+      const int64_t s = t * top_k + best;
+      o += y[s * hidden + c] * w[s];
+    }
+    out[i] = o;
+  }
+};
+
+/// The attention passes (see ThrustBackend::attention): kernels::AttentionRow split into its three loops.
+template <class T>
+struct AttentionGeometry {
+  int64_t q_len, kv_len, capacity, heads, kv_heads, head_dim;
+  T scaling;
+  /// (batch, head, query) of a row = (b * heads + h) * q_len + i, and the head's KV head.
+  DOTS1_HD void split(int64_t row, int64_t& b, int64_t& h, int64_t& i, int64_t& kvh) const {
+    i = row % q_len;
+    h = (row / q_len) % heads;
+    b = row / (q_len * heads);
+    kvh = h / (heads / kv_heads);
+  }
+};
+
+/// scores[row, j] = q_row . k_j * scaling + (masked ? -FLT_MAX : 0)
+template <class T>
+struct AttentionScores {
+  const T* q;  // [batch, q_len, heads, head_dim]
+  const T* k;  // [batch, capacity, kv_heads, head_dim]
+  T* scores;   // [rows, kv_len]
+  AttentionGeometry<T> g;
+  kernels::MaskSpec mask;
+  DOTS1_HD void operator()(int64_t idx) const {
+    const int64_t row = idx / g.kv_len, j = idx % g.kv_len;
+    int64_t b, h, i, kvh;
+    g.split(row, b, h, i, kvh);
+    const T* qv = q + ((b * g.q_len + i) * g.heads + h) * g.head_dim;
+    const T* kj = k + ((b * g.capacity + j) * g.kv_heads + kvh) * g.head_dim;
+    T dot = 0;
+    for (int64_t d = 0; d < g.head_dim; ++d) dot += qv[d] * kj[d];
+    const T masked = -static_cast<T>(FLT_MAX);
+    scores[idx] = dot * g.scaling + (mask.allowed(b, i, j) ? T(0) : masked);
+  }
+};
+
+/// One row's softmax in place (scores become probabilities), copied to `weights` when requested.
+template <class T>
+struct AttentionSoftmax {
+  T* scores;
+  T* weights;  // [rows, kv_len] or null
+  int64_t kv_len;
+  DOTS1_HD void operator()(int64_t row) const {
+    T* s = scores + row * kv_len;
+    T max_score = -INFINITY;
+    for (int64_t j = 0; j < kv_len; ++j) max_score = s[j] > max_score ? s[j] : max_score;
+    T total = 0;
+    for (int64_t j = 0; j < kv_len; ++j) {
+      s[j] = std::exp(s[j] - max_score);
+      total += s[j];
+    }
+    const T inv_total = T(1) / total;
+    for (int64_t j = 0; j < kv_len; ++j) {
+      s[j] = s[j] * inv_total;
+      if (weights) weights[row * kv_len + j] = s[j];
+    }
+  }
+};
+
+/// out[b, i, h, d] = sum_j p[row, j] * v_j[d] (zero probabilities skipped, as AttentionRow does).
+template <class T>
+struct AttentionOutput {
+  const T* v;  // [batch, capacity, kv_heads, head_dim]
+  const T* p;  // [rows, kv_len]
+  T* out;      // [batch, q_len, heads, head_dim]
+  AttentionGeometry<T> g;
+  DOTS1_HD void operator()(int64_t idx) const {
+    const int64_t row = idx / g.head_dim, d = idx % g.head_dim;
+    int64_t b, h, i, kvh;
+    g.split(row, b, h, i, kvh);
+    const T* pr = p + row * g.kv_len;
+    T o = 0;
+    for (int64_t j = 0; j < g.kv_len; ++j) {
+      const T pj = pr[j];
+      if (pj == T(0)) continue;
+      o += pj * v[((b * g.capacity + j) * g.kv_heads + kvh) * g.head_dim + d];
+    }
+    out[((b * g.q_len + i) * g.heads + h) * g.head_dim + d] = o;
+  }
+};
+
 /// The MoE scatter, one output value per index: out[t, c] = sum_j w[p_j] * y[p_j, c] over token t's slots
 /// p_j in expert-sorted order (order[t*top_k + j] ascending), starting from 0 — the Eigen backend's
 /// "out += y * w, experts ascending" in the same order, without atomics.
@@ -133,12 +321,9 @@ class CublasContext {
  private:
   CublasContext() {
     check_cublas(cublasCreate(&handle_), "cublasCreate");
-#ifdef CUDA_API_PER_THREAD_DEFAULT_STREAM
-    check_cublas(cublasSetStream(handle_, cudaStreamPerThread), "cublasSetStream");
-#else
-    check_cublas(cublasSetStream(handle_, cudaStreamLegacy), "cublasSetStream");
-#endif
-    // Plain FP32 math: no TF32 tensor-op shortcuts, the results must stay within fp32 rounding of HF.
+    check_cublas(cublasSetStream(handle_, cuda::stream()), "cublasSetStream");
+    // Plain FP32 math for float32 GEMMs: no TF32 tensor-op shortcuts, the results must stay within fp32
+    // rounding of HF. (bf16 GEMMs use tensor cores under this mode too.)
     check_cublas(cublasSetMathMode(handle_, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
   }
   ~CublasContext() {
@@ -150,6 +335,10 @@ class CublasContext {
 
 }  // namespace thrust_detail
 
+/// How GEMMs over bf16 weights with more than ThrustBackend::gemv_max_rows rows feed float32 activations
+/// to bf16 tensor cores (see the header comment).
+enum class Bf16Activations { split, rounded };
+
 template <class T = float>
 struct ThrustBackend {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "ThrustBackend computes in float or double");
@@ -158,13 +347,30 @@ struct ThrustBackend {
   using IndexVector = thrust::device_vector<int32_t>;
   using Int64Vector = thrust::device_vector<int64_t>;
   static constexpr const char* name = DOTS1_THRUST_CUDA ? "thrust-cuda" : "thrust";
+  /// bf16 weights stay bf16 on the device with float compute; double compute converts everything.
+  static constexpr bool keeps_bf16 = std::is_same_v<T, float>;
+  /// Products over bf16 weights with at most this many rows (at most 8) use float32 activations (the
+  /// GEMV path). Tunable before forwards run, like the two settings below (the tests force each path).
+  static inline int64_t gemv_max_rows = 8;
+  /// Routed-expert calls with at most this many (token, expert) slots run grouped (decode).
+  static inline int64_t grouped_max_slots = 64;
+  /// The activations of bf16 tensor-core GEMMs: split (default, ~fp32) or rounded (one GEMM). Set it
+  /// before forwards run (it is read by every GEMM over bf16 weights with more than gemv_max_rows rows).
+  static inline Bf16Activations bf16_activations = Bf16Activations::split;
 
-  /// A weight matrix [rows, cols], row-major, uploaded to device memory in the compute dtype. Copies
-  /// share the storage (a tied LM head is the embedding matrix).
+  /// A weight matrix [rows, cols], row-major, in device memory: in the compute dtype, or bf16 (raw bits)
+  /// when it arrived as bf16 and the compute dtype is float. Copies share the storage (a tied LM head is
+  /// the embedding matrix).
   struct Matrix {
-    const T* data = nullptr;  // device pointer
+    const void* data = nullptr;  // device pointer
+    DType dtype = std::is_same_v<T, float> ? DType::F32 : DType::F64;
     int64_t rows = 0, cols = 0;
-    std::shared_ptr<const thrust::device_vector<T>> owner;
+    std::shared_ptr<const void> owner;
+
+    bool is_bf16() const { return dtype == DType::BF16; }
+    const T* values() const { return static_cast<const T*>(data); }          // when !is_bf16()
+    const uint16_t* bf16() const { return static_cast<const uint16_t*>(data); }  // when is_bf16()
+    size_t element_bytes() const { return is_bf16() ? 2 : sizeof(T); }
   };
   struct ExpertMatrices {
     Matrix gate, up, down;  // [inter, hidden], [inter, hidden], [hidden, inter]
@@ -175,6 +381,15 @@ struct ThrustBackend {
     Matrix m;
     m.rows = t.shape.size() >= 2 ? t.shape[0] : 1;  // [out, in] (a 1-D tensor is one row)
     m.cols = m.rows ? t.numel() / m.rows : 0;
+    if (keeps_bf16 && t.dtype == DType::BF16) {
+      std::vector<uint16_t> host(static_cast<size_t>(t.numel()));
+      if (!host.empty()) std::memcpy(host.data(), t.data, host.size() * sizeof(uint16_t));  // the mapping may be unaligned
+      auto d = std::make_shared<const thrust::device_vector<uint16_t>>(host.begin(), host.end());
+      m.data = thrust::raw_pointer_cast(d->data());
+      m.dtype = DType::BF16;
+      m.owner = std::move(d);
+      return m;
+    }
     const std::vector<T> host = t.to_vector<T>();
     auto d = std::make_shared<const thrust::device_vector<T>>(host.data(), host.data() + host.size());
     m.data = thrust::raw_pointer_cast(d->data());
@@ -197,19 +412,22 @@ struct ThrustBackend {
   static const T* ptr(const Vector& v) { return raw(v); }
   static const int32_t* ptr(const IndexVector& v) { return raw(v); }  // null when empty: "no mask"
   static const int64_t* ptr(const Int64Vector& v) { return raw(v); }
-  static size_t bytes(const Matrix& m) { return static_cast<size_t>(m.rows * m.cols) * sizeof(T); }
+  static size_t bytes(const Matrix& m) { return static_cast<size_t>(m.rows * m.cols) * m.element_bytes(); }
 
   // ---------------------------------------------------------------- ops
   /// out[t] = table[ids[t]]
   static void embedding(const Matrix& table, const Int64Vector& ids, Vector& out) {
     out.resize(ids.size() * static_cast<size_t>(table.cols));
-    for_n(static_cast<int64_t>(out.size()), thrust_detail::GatherRows<T, int64_t>{table.data, raw(ids), 1, raw(out), table.cols});
+    if (table.is_bf16())
+      for_n(static_cast<int64_t>(out.size()), thrust_detail::GatherBf16Rows<T>{table.bf16(), raw(ids), raw(out), table.cols});
+    else
+      for_n(static_cast<int64_t>(out.size()), thrust_detail::GatherRows<T, int64_t>{table.values(), raw(ids), 1, raw(out), table.cols});
   }
 
   /// y[rows, out] = x[rows, in] . W^T (+ bias)
   static void linear(const Matrix& w, const Vector* bias, const Vector& x, int64_t rows, Vector& y) {
     y.resize(static_cast<size_t>(rows * w.rows));
-    gemm_xwt(raw(x), rows, w.data, w.rows, w.cols, raw(y));
+    gemm(w, raw(x), rows, raw(y));
     if (bias) for_n(static_cast<int64_t>(y.size()), thrust_detail::AddBias<T>{raw(y), raw(*bias), w.rows});
   }
 
@@ -257,36 +475,47 @@ struct ThrustBackend {
     for_n(batch * keep, thrust_detail::StridedCopy<T>{raw(kept), raw(cache), keep, keep, capacity * row});
   }
 
-  /// One AttentionRow per (batch, head, query): correct on every device system; a fused CUDA kernel
-  /// (shared-memory tiles, online softmax) is the performance path still to come.
+  /// Eager attention in three passes, each over many independent indices (so a decode step, with one
+  /// query per head, still spreads over the device): the scores of every (row, key) pair, the softmax of
+  /// every row, then every (row, dim) output value. Each value is computed with exactly the operations, in
+  /// the order, of kernels::AttentionRow (the CPU's reference row functor), so the results are identical.
+  /// A fused CUDA kernel (shared-memory tiles, online softmax) is the faster path still to come.
   static void attention(const Vector& q, const Vector& k, const Vector& v, const AttentionShape& s,
                         const kernels::MaskSpec& mask, Vector& out, Vector* weights) {
     out.resize(static_cast<size_t>(s.batch * s.q_len * s.heads * s.head_dim));
     const int64_t rows = s.batch * s.heads * s.q_len;
-    Vector scratch(static_cast<size_t>(rows * s.kv_len));
+    T* scores = grow(scratch().scores, rows * s.kv_len);
     if (weights) weights->resize(static_cast<size_t>(rows * s.kv_len));
-    for_n(rows, kernels::AttentionRow<T>{raw(q), raw(k), raw(v), raw(out), weights ? raw(*weights) : nullptr, raw(scratch), s.q_len,
-                                         s.kv_len, s.capacity, s.heads, s.kv_heads, s.head_dim, static_cast<T>(s.scaling), mask});
+    const thrust_detail::AttentionGeometry<T> g{s.q_len, s.kv_len, s.capacity, s.heads, s.kv_heads, s.head_dim, static_cast<T>(s.scaling)};
+    for_n(rows * s.kv_len, thrust_detail::AttentionScores<T>{raw(q), raw(k), scores, g, mask});
+    for_n(rows, thrust_detail::AttentionSoftmax<T>{scores, weights ? raw(*weights) : nullptr, s.kv_len});
+    for_n(rows * s.head_dim, thrust_detail::AttentionOutput<T>{raw(v), scores, raw(out), g});
   }
 
   static void route(const Vector& logits, const Vector& bias, int64_t tokens, const RouterShape& r, IndexVector& indices, Vector& weights) {
     indices.resize(static_cast<size_t>(tokens * r.top_k));
     weights.resize(static_cast<size_t>(tokens * r.top_k));
-    Vector scratch(static_cast<size_t>(tokens * (r.experts + r.n_group)));
-    for_n(tokens, kernels::RouteToken<T>{raw(logits), raw(bias), raw(indices), raw(weights), raw(scratch), r.experts, r.top_k, r.n_group,
+    T* work = grow(scratch().router, tokens * (r.experts + r.n_group));
+    for_n(tokens, kernels::RouteToken<T>{raw(logits), raw(bias), raw(indices), raw(weights), work, r.experts, r.top_k, r.n_group,
                                          r.topk_group, r.norm_topk_prob, static_cast<T>(static_cast<float>(r.routed_scaling_factor))});
   }
 
-  /// out[t] = sum_k w[t,k] * Expert_{idx[t,k]}(x[t]). The tokens*top_k (token, k) slots are sorted by
-  /// expert (stable: ascending slot within an expert); each expert then runs its three projections as
-  /// GEMMs over its contiguous block of gathered rows, and every output value sums its token's top_k
-  /// expert rows in ascending expert order.
+  /// out[t] = sum_k w[t,k] * Expert_{idx[t,k]}(x[t]), every output value summing its token's top_k
+  /// expert rows in ascending expert order. Few slots (decode, float compute): moe_grouped. Otherwise the
+  /// tokens*top_k (token, k) slots are sorted by expert (stable: ascending slot within an expert) and each
+  /// non-empty expert runs its three projections as GEMMs over its contiguous block of gathered rows.
   static void moe_experts(const Vector& x, int64_t tokens, int64_t hidden, const IndexVector& indices, const Vector& weights,
                           int64_t top_k, const std::vector<ExpertMatrices>& experts, int64_t inter, kernels::Activation act, Vector& out) {
     const int64_t slots = tokens * top_k;
     const auto n_experts = static_cast<int64_t>(experts.size());
     out.resize(static_cast<size_t>(tokens * hidden));
     if (slots == 0) return;
+    if constexpr (std::is_same_v<T, float>) {
+      if (slots <= grouped_max_slots && same_dtype(experts)) {
+        moe_grouped(x, tokens, hidden, indices, weights, top_k, experts, inter, act, out);
+        return;
+      }
+    }
     // 1. group the slots by expert
     IndexVector expert_of(indices);
     IndexVector slot(static_cast<size_t>(slots));
@@ -305,14 +534,14 @@ struct ThrustBackend {
       const int64_t b = begin[static_cast<size_t>(e)], n = begin[static_cast<size_t>(e) + 1] - b;
       if (n == 0) continue;
       const auto& ex = experts[static_cast<size_t>(e)];
-      gemm_xwt(raw(xs) + b * hidden, n, ex.gate.data, inter, hidden, raw(gate) + b * inter);
-      gemm_xwt(raw(xs) + b * hidden, n, ex.up.data, inter, hidden, raw(up) + b * inter);
+      gemm(ex.gate, raw(xs) + b * hidden, n, raw(gate) + b * inter);
+      gemm(ex.up, raw(xs) + b * hidden, n, raw(up) + b * inter);
     }
     for_n(slots * inter, kernels::ActMul<T>{raw(gate), raw(up), raw(gate), act});
     for (int64_t e = 0; e < n_experts; ++e) {
       const int64_t b = begin[static_cast<size_t>(e)], n = begin[static_cast<size_t>(e) + 1] - b;
       if (n == 0) continue;
-      gemm_xwt(raw(gate) + b * inter, n, experts[static_cast<size_t>(e)].down.data, hidden, inter, raw(y) + b * hidden);
+      gemm(experts[static_cast<size_t>(e)].down, raw(gate) + b * inter, n, raw(y) + b * hidden);
     }
     // 4. per token, the sorted positions of its slots in ascending order (= ascending expert, since a
     //    token's experts are distinct): a stable sort of the positions by token id
@@ -342,6 +571,165 @@ struct ThrustBackend {
   static void for_n(int64_t n, const F& f) {
     if (n > 0) thrust::for_each(thrust::device, thrust::counting_iterator<int64_t>(0), thrust::counting_iterator<int64_t>(n), f);
   }
+
+  /// Per-thread device scratch, grown on demand and never shrunk. Deliberately never freed: destroying
+  /// device vectors at thread exit could run after the CUDA runtime has shut down; the driver releases
+  /// the memory with the process.
+  struct Scratch {
+    Vector scores, router;                   // attention scores, router work
+    thrust::device_vector<uint16_t> hi, lo;  // split activations
+    thrust::device_vector<float> wide, xh, xl, gate, up, y;
+  };
+  static Scratch& scratch() {
+    thread_local Scratch* s = new Scratch();
+    return *s;
+  }
+  template <class U>
+  static U* grow(thrust::device_vector<U>& v, int64_t n) {
+    if (static_cast<int64_t>(v.size()) < n) {
+      thrust::device_vector<U>().swap(v);  // no copy of the old contents
+      v.resize(static_cast<size_t>(n));
+    }
+    return thrust::raw_pointer_cast(v.data());
+  }
+  static bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+  static bool same_dtype(const std::vector<ExpertMatrices>& experts) {
+    for (const auto& e : experts)
+      if (e.gate.dtype != experts[0].gate.dtype || e.up.dtype != experts[0].gate.dtype || e.down.dtype != experts[0].gate.dtype) return false;
+    return !experts.empty();
+  }
+
+  /// The device table of an expert list's weight pointers: gate [E], up [E], down [E], cached per list
+  /// and per thread (re-uploaded when the list's pointers change).
+  struct ExpertTable {
+    std::vector<const void*> host;
+    thrust::device_vector<const void*> device;
+    bool aligned = false;  // every matrix 16-byte aligned
+  };
+  static const ExpertTable& expert_table(const std::vector<ExpertMatrices>& experts) {
+    thread_local auto* cache = new std::map<const void*, ExpertTable>();  // never freed, as Scratch
+    std::vector<const void*> want;
+    want.reserve(3 * experts.size());
+    for (const auto& e : experts) want.push_back(e.gate.data);
+    for (const auto& e : experts) want.push_back(e.up.data);
+    for (const auto& e : experts) want.push_back(e.down.data);
+    ExpertTable& t = (*cache)[static_cast<const void*>(experts.data())];
+    if (t.host != want) {
+      t.host = want;
+      t.device = thrust::device_vector<const void*>(want.begin(), want.end());
+      t.aligned = true;
+      for (const void* p : want) t.aligned = t.aligned && aligned16(p);
+    }
+    return t;
+  }
+
+  /// y[p, :] = x[p / div] . W_{expert_of[p]}^T for every slot p, W from `table` (E pointers).
+  template <class W>
+  static void grouped(const float* x, int64_t div, const int32_t* expert_of, const void* const* table, bool aligned, int64_t slots, int64_t out,
+                      int64_t in, float* y) {
+    const auto* t = reinterpret_cast<const W* const*>(table);
+#if DOTS1_THRUST_CUDA
+    thrust_detail::cuda::grouped_gemv<W>(x, div, expert_of, t, slots, out, in, y, aligned && in % 8 == 0 && aligned16(x));
+#else
+    (void)aligned;
+    for_n(slots * out, thrust_detail::GroupedRowDot<W>{x, div, expert_of, t, y, out, in});
+#endif
+  }
+
+  /// The decode path of moe_experts: gate and up of every slot in one grouped launch each, act * up, down
+  /// in one more, then each token sums its slots in ascending expert order. No sort, no host round trip.
+  static void moe_grouped(const Vector& x, int64_t tokens, int64_t hidden, const IndexVector& indices, const Vector& weights, int64_t top_k,
+                          const std::vector<ExpertMatrices>& experts, int64_t inter, kernels::Activation act, Vector& out)
+    requires std::is_same_v<T, float>
+  {
+    const int64_t slots = tokens * top_k;
+    const auto n = static_cast<size_t>(experts.size());
+    const ExpertTable& table = expert_table(experts);
+    const void* const* ptrs = thrust::raw_pointer_cast(table.device.data());
+    Scratch& s = scratch();
+    float* gate = grow(s.gate, slots * inter);
+    float* up = grow(s.up, slots * inter);
+    float* y = grow(s.y, slots * hidden);
+    auto run = [&](const float* in_rows, int64_t div, const void* const* which, int64_t o, int64_t i, float* dst) {
+      if (experts[0].gate.is_bf16())
+        grouped<uint16_t>(in_rows, div, raw(indices), which, table.aligned, slots, o, i, dst);
+      else
+        grouped<float>(in_rows, div, raw(indices), which, table.aligned, slots, o, i, dst);
+    };
+    run(raw(x), top_k, ptrs, inter, hidden, gate);
+    run(raw(x), top_k, ptrs + n, inter, hidden, up);
+    for_n(slots * inter, kernels::ActMul<T>{gate, up, gate, act});
+    run(gate, 1, ptrs + 2 * n, hidden, inter, y);
+    for_n(tokens * hidden, thrust_detail::CombineByExpert<T>{y, raw(weights), raw(indices), raw(out), hidden, top_k});
+  }
+
+  /// y[rows, out] = x[rows, in] . W^T for a weight matrix of either storage dtype.
+  static void gemm(const Matrix& w, const T* x, int64_t rows, T* y) {
+    if (rows <= 0 || w.rows <= 0) return;
+    if constexpr (keeps_bf16) {
+      if (w.is_bf16()) {
+        gemm_bf16(w, x, rows, y);
+        return;
+      }
+    }
+    gemm_xwt(x, rows, w.values(), w.rows, w.cols, y);
+  }
+
+  /// bf16 weights, float32 activations and output (see the header comment for the two regimes).
+  static void gemm_bf16(const Matrix& w, const float* x, int64_t rows, float* y)
+    requires std::is_same_v<T, float>
+  {
+    const int64_t out = w.rows, in = w.cols;
+    Scratch& s = scratch();
+#if DOTS1_THRUST_CUDA
+    if (rows <= std::min<int64_t>(gemv_max_rows, thrust_detail::cuda::kMaxGemvRows)) {
+      thrust_detail::cuda::gemv(x, rows, w.bf16(), out, in, y, in % 8 == 0 && aligned16(x) && aligned16(w.data));
+      return;
+    }
+    const bool split = bf16_activations == Bf16Activations::split;
+    uint16_t* hi = grow(s.hi, rows * in);
+    uint16_t* lo = split ? grow(s.lo, rows * in) : nullptr;
+    for_n(rows * in, thrust_detail::SplitBf16{x, hi, lo});
+    gemm_bf16_tensor_cores(w.bf16(), hi, rows, out, in, y, 0.0f);
+    if (lo) gemm_bf16_tensor_cores(w.bf16(), lo, rows, out, in, y, 1.0f);
+#else
+    // OMP/CPP: the same products on the host-resident "device" memory, W widened (exact) for Eigen.
+    using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    float* wide = grow(s.wide, out * in);
+    for_n(out * in, thrust_detail::WidenBf16{w.bf16(), wide});
+    Eigen::Map<const RowMajor> W(wide, out, in);
+    Eigen::Map<RowMajor> Y(y, rows, out);
+    if (rows <= gemv_max_rows) {
+      Y.noalias() = Eigen::Map<const RowMajor>(x, rows, in) * W.transpose();
+      return;
+    }
+    const bool split = bf16_activations == Bf16Activations::split;
+    uint16_t* hi = grow(s.hi, rows * in);
+    uint16_t* lo = split ? grow(s.lo, rows * in) : nullptr;
+    for_n(rows * in, thrust_detail::SplitBf16{x, hi, lo});
+    float* xh = grow(s.xh, rows * in);
+    for_n(rows * in, thrust_detail::WidenBf16{hi, xh});
+    Y.noalias() = Eigen::Map<const RowMajor>(xh, rows, in) * W.transpose();
+    if (lo) {
+      float* xl = grow(s.xl, rows * in);
+      for_n(rows * in, thrust_detail::WidenBf16{lo, xl});
+      Y.noalias() += Eigen::Map<const RowMajor>(xl, rows, in) * W.transpose();
+    }
+#endif
+  }
+
+#if DOTS1_THRUST_CUDA
+  /// y[rows, out] = xb[rows, in] . W^T + beta * y on bf16 tensor cores, float32 accumulation and output
+  /// (the same column-major reading as gemm_xwt).
+  static void gemm_bf16_tensor_cores(const uint16_t* w, const uint16_t* xb, int64_t rows, int64_t out, int64_t in, float* y, float beta) {
+    const float one = 1;
+    const int m = static_cast<int>(out), n = static_cast<int>(rows), k = static_cast<int>(in);
+    thrust_detail::check_cublas(cublasGemmEx(thrust_detail::CublasContext::handle(), CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &one, w, CUDA_R_16BF, k, xb,
+                                             CUDA_R_16BF, k, &beta, y, CUDA_R_32F, m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                                "cublasGemmEx (bf16 x bf16 -> f32)");
+  }
+#endif
 
   /// y[rows, out] = x[rows, in] . W^T with W [out, in]; all row-major device pointers.
   static void gemm_xwt(const T* x, int64_t rows, const T* w, int64_t out, int64_t in, T* y) {

@@ -1,0 +1,170 @@
+// gpu_model.hpp on CUDA: the one translation unit of the dots1 tool that instantiates the GPU model
+// (dots1::GpuModel = Dots1ForCausalLM<ThrustBackend<float>>, Thrust on the CUDA device system, cuBLAS).
+// Compiled by nvcc only when DOTS1_ENABLE_CUDA is ON (examples/CMakeLists.txt).
+#include "gpu_model.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <thread>
+
+#include <cuda_runtime.h>
+
+#include <dots1/cuda.hpp>
+#include <dots1/io/load_progress.hpp>
+
+namespace dots1_cli::gpu {
+
+namespace {
+
+using GModel = dots1::GpuModel;
+using Clock = std::chrono::steady_clock;
+
+void check_device() {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess || n == 0)
+    throw dots1::Error(std::string("--device cuda: no CUDA device is available (") + (e != cudaSuccess ? cudaGetErrorString(e) : "0 devices") + ")");
+}
+
+void synchronize() { dots1::thrust_detail::cuda::check(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); }
+
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+/// Every tensor of `inner` generated up front on `threads` threads, then served to the loader.
+class PreloadedWeights final : public dots1::WeightSource {
+ public:
+  PreloadedWeights(const dots1::WeightSource& inner, int threads) : inner_(inner) {
+    const std::vector<std::string> names = inner.names();
+    std::vector<dots1::TensorView> views(names.size());
+    std::vector<std::thread> pool;
+    const int n = std::max(1, threads);
+    for (int w = 0; w < n; ++w)
+      pool.emplace_back([&, w] {
+        for (size_t i = static_cast<size_t>(w); i < names.size(); i += static_cast<size_t>(n)) views[i] = inner.get(names[i]);
+      });
+    for (auto& t : pool) t.join();
+    for (size_t i = 0; i < names.size(); ++i) views_.emplace(names[i], std::move(views[i]));
+  }
+  bool contains(const std::string& name) const override { return views_.count(name) != 0; }
+  dots1::TensorView get(const std::string& name) const override { return views_.at(name); }
+  std::vector<std::string> names() const override { return inner_.names(); }
+  std::string describe() const override { return inner_.describe(); }
+
+ private:
+  const dots1::WeightSource& inner_;
+  std::map<std::string, dots1::TensorView> views_;
+};
+
+class CudaModel final : public Model {
+ public:
+  CudaModel(GModel model, size_t weight_bytes) : model_(std::move(model)), weight_bytes_(weight_bytes) {}
+
+  const dots1::Dots1Config& config() const override { return model_.config(); }
+
+  std::string device() const override {
+    int dev = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceProp p{};
+    cudaGetDeviceProperties(&p, dev);
+    char b[64];
+    std::snprintf(b, sizeof b, " (sm_%d%d, %.1f GB)", p.major, p.minor, static_cast<double>(p.totalGlobalMem) / 1e9);
+    return std::string(p.name) + b;
+  }
+  size_t weight_bytes() const override { return weight_bytes_; }
+
+  ForwardResult forward(const dots1::ForwardInput& input) override {
+    auto out = model_.forward(input);
+    ForwardResult r;
+    r.logits = std::move(out.logits);
+    r.loss = out.loss;
+    r.last_hidden_state = std::move(out.last_hidden_state);
+    r.hidden_states = std::move(out.hidden_states);
+    r.attentions = std::move(out.attentions);
+    return r;
+  }
+
+  dots1::GenerationOutput generate(const dots1::GenerationInput& input, const dots1::GenerationConfig& options,
+                                   const dots1::TokenCallback& on_token) override {
+    return dots1::generate(model_, input, options, on_token);
+  }
+
+  void new_cache(int64_t tokens) override {
+    cache_ = std::make_shared<GModel::Cache>(model_.make_cache(1));
+    cache_->reserve(tokens);
+    synchronize();
+  }
+
+  double prefill(const std::vector<int64_t>& ids, int64_t ubatch) override {
+    synchronize();
+    const auto t0 = Clock::now();
+    for (size_t at = 0; at < ids.size(); at += static_cast<size_t>(ubatch)) {
+      const size_t end = std::min(ids.size(), at + static_cast<size_t>(ubatch));
+      auto in = dots1::ForwardInput::from_ids({std::vector<int64_t>(ids.begin() + static_cast<std::ptrdiff_t>(at), ids.begin() + static_cast<std::ptrdiff_t>(end))});
+      in.logits_to_keep = dots1::LogitsToKeep(int64_t{1});
+      model_.forward(in, cache_);
+    }
+    synchronize();
+    return since(t0);
+  }
+
+  double decode(const std::vector<int64_t>& ids) override {
+    dots1::ForwardInput in;
+    in.batch = 1;
+    in.seq = 1;
+    in.input_ids = {0};
+    synchronize();
+    const auto t0 = Clock::now();
+    for (int64_t id : ids) {
+      in.input_ids[0] = id;
+      model_.forward(in, cache_);  // the logits come back to the host, as generate() needs them
+    }
+    synchronize();
+    return since(t0);
+  }
+
+ private:
+  GModel model_;
+  size_t weight_bytes_;
+  std::shared_ptr<GModel::Cache> cache_;
+};
+
+size_t device_used_bytes() {
+  size_t free = 0, total = 0;
+  dots1::thrust_detail::cuda::check(cudaMemGetInfo(&free, &total), "cudaMemGetInfo");
+  return total - free;
+}
+
+}  // namespace
+
+bool available() { return true; }
+
+void require(const std::string&) {}
+
+std::unique_ptr<Model> Model::from_pretrained(const std::string& dir, dots1::WeightFormat format) {
+  check_device();
+  const size_t before = device_used_bytes();
+  const auto checkpoint = dots1::Checkpoint::open(dir);
+  const dots1::ProgressWeightSource progress(checkpoint, dots1::terminal_progress_bar());
+  auto load = [&]() -> GModel {
+    if (format == dots1::WeightFormat::as_stored) return GModel(checkpoint.config(), progress);
+    return GModel(checkpoint.config(), dots1::CastWeights(progress, format));
+  };
+  GModel model = load();
+  synchronize();
+  return std::make_unique<CudaModel>(std::move(model), device_used_bytes() - before);
+}
+
+std::unique_ptr<Model> Model::random(const dots1::Dots1Config& config, uint64_t seed, dots1::WeightFormat format, int threads) {
+  check_device();
+  const size_t before = device_used_bytes();
+  GModel model = [&] {
+    const dots1::RandomWeights random(dots1::model_tensor_shapes(config), seed, format);
+    return GModel(config, PreloadedWeights(random, threads));
+  }();
+  synchronize();
+  return std::make_unique<CudaModel>(std::move(model), device_used_bytes() - before);
+}
+
+}  // namespace dots1_cli::gpu
