@@ -7,7 +7,11 @@ packages=(
   libeigen3-dev libboost-test-dev nlohmann-json3-dev
   libpcre2-dev libutf8proc-dev libcli11-dev
   libopenmpi-dev openmpi-bin
+  chromium  # tests: the HTML report of `dots1 report` is rendered headless (tests/instrument/)
 )
+# DOTS1_DEPS_SANITIZERS=1 (tests/run-fuzzers.sh, tests/run-sanitizers.sh): clang with libFuzzer and the
+# sanitizer runtimes (libclang-rt-14-dev), and LLVM's OpenMP runtime with its ThreadSanitizer tool Archer.
+[[ "${DOTS1_DEPS_SANITIZERS:-}" == 1 ]] && packages+=(clang libclang-rt-14-dev libomp-14-dev)
 [[ "${DOTS1_DEPS_EXTRA:-}" ]] && read -r -a extra <<<"$DOTS1_DEPS_EXTRA" && packages+=("${extra[@]}")
 missing=()
 for p in "${packages[@]}"; do

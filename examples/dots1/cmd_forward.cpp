@@ -1,20 +1,56 @@
-// dots1 forward --model DIR --input IN.json --out OUT.safetensors [--hidden-states] [--attentions]
-// One Dots1ForCausalLM forward on the CPU; writes float32 logits [B,S',V], loss (when labels were given),
-// hidden_states.{i} and attentions.{i} on request.
+// dots1 forward --model DIR --input IN.json --out OUT.safetensors [--hidden-states] [--attentions] [--parallel ep=N|tp=N|ep=a,tp=b]
+//               [--device cpu|cuda]
+// One Dots1ForCausalLM forward on the CPU (or, with --device cuda, on the GPU); writes float32 logits [B,S',V], loss (when labels were given),
+// hidden_states.{i} and attentions.{i} on request. Under mpirun with --parallel every rank loads its shard
+// and rank 0 writes the file.
 #include <cstdio>
 #include <fstream>
 
 #include <dots1/eigen.hpp>
 
 #include "commands.hpp"
+#include "gpu_model.hpp"
 #include "load_model.hpp"
+#include "parallel_options.hpp"
 
 namespace {
+
+struct ForwardOptions;
+void forward_and_write(const ForwardOptions& o, const dots1::ForwardInput& input, const std::shared_ptr<const dots1::Parallel>& par);
 
 struct ForwardOptions {
   std::string model, input, out;
   bool hidden_states = false, attentions = false;
+  dots1_cli::ParallelOptions parallel;
+  std::string device = "cpu";
 };
+
+/// The forward's outputs as a safetensors file (CPU and GPU outputs alike).
+template <class Out>
+void write_forward_output(const std::string& path, const Out& out) {
+  std::vector<dots1::TensorToWrite> tensors;
+  tensors.push_back(dots1::TensorToWrite::from<float>("logits", out.logits.shape, out.logits.values));
+  if (out.loss) {
+    const float loss = static_cast<float>(*out.loss);
+    tensors.push_back(dots1::TensorToWrite::from<float>("loss", {}, std::span<const float>(&loss, 1)));
+  }
+  for (size_t i = 0; i < out.hidden_states.size(); ++i)
+    tensors.push_back(dots1::TensorToWrite::from<float>("hidden_states." + std::to_string(i), out.hidden_states[i].shape, out.hidden_states[i].values));
+  for (size_t i = 0; i < out.attentions.size(); ++i)
+    tensors.push_back(dots1::TensorToWrite::from<float>("attentions." + std::to_string(i), out.attentions[i].shape, out.attentions[i].values));
+  dots1::write_safetensors(path, tensors);
+}
+
+/// --device cuda: the model on the GPU (weights as stored: bf16 checkpoints stay bf16 there).
+void forward_on_gpu(const ForwardOptions& o, const dots1::ForwardInput& input) {
+  if (!o.parallel.spec.empty()) throw dots1::InputError("--device cuda does not combine with --parallel");
+  dots1_cli::gpu::require();
+  auto model = dots1_cli::gpu::Model::from_pretrained(o.model);
+  const auto out = model->forward(input);
+  write_forward_output(o.out, out);
+  std::fprintf(stderr, "dots1 forward: logits [%lld, %lld, %lld]%s written to %s (on %s)\n", (long long)out.logits.shape[0], (long long)out.logits.shape[1],
+               (long long)out.logits.shape[2], out.loss ? (", loss " + std::to_string(*out.loss)).c_str() : "", o.out.c_str(), model->device().c_str());
+}
 
 void run_forward(const ForwardOptions& o) {
   std::ifstream in(o.input);
@@ -28,21 +64,19 @@ void run_forward(const ForwardOptions& o) {
   dots1::ForwardInput input = dots1::forward_input_from_json(j);
   input.output_hidden_states = o.hidden_states;
   input.output_attentions = o.attentions;
-  auto model = dots1_cli::load_cpu_model(o.model);
+  if (o.device == "cuda") return forward_on_gpu(o, input);
+  const auto par = o.parallel.start(dots1::Checkpoint::open(o.model).config());
+  dots1_cli::on_every_rank(*par, [&] { forward_and_write(o, input, par); });
+}
+
+void forward_and_write(const ForwardOptions& o, const dots1::ForwardInput& input, const std::shared_ptr<const dots1::Parallel>& par) {
+  auto model = dots1_cli::load_cpu_model(o.model, par);
   const auto out = model.forward(input);
-  std::vector<dots1::TensorToWrite> tensors;
-  tensors.push_back(dots1::TensorToWrite::from<float>("logits", out.logits.shape, out.logits.values));
-  if (out.loss) {
-    const float loss = static_cast<float>(*out.loss);
-    tensors.push_back(dots1::TensorToWrite::from<float>("loss", {}, std::span<const float>(&loss, 1)));
-  }
-  for (size_t i = 0; i < out.hidden_states.size(); ++i)
-    tensors.push_back(dots1::TensorToWrite::from<float>("hidden_states." + std::to_string(i), out.hidden_states[i].shape, out.hidden_states[i].values));
-  for (size_t i = 0; i < out.attentions.size(); ++i)
-    tensors.push_back(dots1::TensorToWrite::from<float>("attentions." + std::to_string(i), out.attentions[i].shape, out.attentions[i].values));
-  dots1::write_safetensors(o.out, tensors);
-  std::fprintf(stderr, "dots1 forward: logits [%lld, %lld, %lld]%s written to %s\n", (long long)out.logits.shape[0], (long long)out.logits.shape[1],
-               (long long)out.logits.shape[2], out.loss ? (", loss " + std::to_string(*out.loss)).c_str() : "", o.out.c_str());
+  if (par->rank() != 0) return;  // every rank holds the whole output; rank 0 writes it
+  write_forward_output(o.out, out);
+  std::fprintf(stderr, "dots1 forward: logits [%lld, %lld, %lld]%s written to %s%s\n", (long long)out.logits.shape[0], (long long)out.logits.shape[1],
+               (long long)out.logits.shape[2], out.loss ? (", loss " + std::to_string(*out.loss)).c_str() : "", o.out.c_str(),
+               par->is_single() ? "" : (" (" + std::to_string(par->size()) + " ranks, " + par->plan().str() + ")").c_str());
 }
 
 void add_forward_command(CLI::App& app) {
@@ -53,6 +87,10 @@ void add_forward_command(CLI::App& app) {
   cmd->add_option("--out", o->out, "output .safetensors")->required();
   cmd->add_flag("--hidden-states", o->hidden_states, "also write hidden_states.{i} (num_hidden_layers + 1 of them)");
   cmd->add_flag("--attentions", o->attentions, "also write attentions.{i} (post-softmax weights)");
+  o->parallel.add_to(cmd);
+  cmd->add_option("--device", o->device, "cpu, or cuda (the Thrust backend on the GPU; needs a dots1 built with CUDA)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->callback([o] { run_forward(*o); });
 }
 

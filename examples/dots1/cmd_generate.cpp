@@ -1,12 +1,15 @@
 // dots1 generate --model DIR (--prompt TEXT | --ids 1,2,3) [--max-new-tokens N] [--temperature T] [--top-k K]
-//                [--top-p P] [--min-p M] [--repetition-penalty R] [--seed S] [--greedy] [--json]
+//                [--top-p P] [--min-p M] [--repetition-penalty R] [--seed S] [--greedy] [--json] [--device cpu|cuda]
 // Generates a continuation of one prompt on the CPU with HF's rules (dots1/generation.hpp) and streams it
 // to stdout: text for --prompt (decoded incrementally, so multi-byte UTF-8 characters print whole), ids for
 // --ids. --json prints only the generated ids, as one JSON array, at the end. One line of timing goes to
 // stderr. Options not given come from the checkpoint's generation_config.json, then HF's defaults.
+// With --parallel (under mpirun) every rank loads its shard and runs the same generation (sampling with one
+// seed, rank 0's, so that every rank draws the same tokens); only rank 0 prints.
 #include <chrono>
 #include <cstdio>
 #include <optional>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -16,7 +19,9 @@
 #include <dots1/tokenizer.hpp>
 
 #include "commands.hpp"
+#include "gpu_model.hpp"
 #include "load_model.hpp"
+#include "parallel_options.hpp"
 #include "sampling_options.hpp"
 
 namespace {
@@ -25,6 +30,8 @@ struct GenerateOptions {
   std::string model, prompt, ids;
   dots1_cli::SamplingOptions sampling;
   bool json = false;
+  dots1_cli::ParallelOptions parallel;
+  std::string device = "cpu";
 };
 
 std::vector<int64_t> parse_ids(const std::string& text) {
@@ -47,9 +54,31 @@ std::vector<int64_t> parse_ids(const std::string& text) {
   return ids;
 }
 
+void generate_on_this_rank(const GenerateOptions& o, const std::shared_ptr<const dots1::Parallel>& par);
+
 void run_generate(const GenerateOptions& o) {
-  auto model = dots1_cli::load_cpu_model(o.model);
-  const auto options = o.sampling.resolve_for(o.model, model.config());
+  if (o.device == "cuda") {
+    if (!o.parallel.spec.empty()) throw dots1::InputError("--device cuda does not combine with --parallel");
+    dots1_cli::gpu::require();
+    return generate_on_this_rank(o, dots1::Parallel::single());
+  }
+  const auto par = o.parallel.start(dots1::Checkpoint::open(o.model).config());
+  dots1_cli::on_every_rank(*par, [&] { generate_on_this_rank(o, par); });
+}
+
+void generate_on_this_rank(const GenerateOptions& o, const std::shared_ptr<const dots1::Parallel>& par) {
+  // the model on the CPU, or with --device cuda on the GPU (weights as stored)
+  std::optional<dots1::CpuModel> cpu;
+  std::unique_ptr<dots1_cli::gpu::Model> gpu;
+  if (o.device == "cuda") gpu = dots1_cli::gpu::Model::from_pretrained(o.model);
+  else cpu.emplace(dots1_cli::load_cpu_model(o.model, par));
+  auto options = o.sampling.resolve_for(o.model, gpu ? gpu->config() : cpu->config());
+  const bool root = par->rank() == 0;
+  if (par->size() > 1 && options.do_sample.value_or(false) && !options.seed) {  // one seed for all ranks
+    uint64_t seed = std::random_device{}();
+    par->world().broadcast_host(&seed, sizeof seed, 0);
+    options.seed = seed;
+  }
 
   std::optional<dots1::Tokenizer> tokenizer;
   std::vector<int64_t> prompt;
@@ -65,7 +94,7 @@ void run_generate(const GenerateOptions& o) {
   if (tokenizer && !o.json) text.emplace(*tokenizer, /*skip_special=*/true);
   bool first = true;
   auto stream = [&](int64_t, int64_t token) {
-    if (o.json) return;  // stdout carries only the final array
+    if (o.json || !root) return;  // stdout carries only the final array; rank 0 prints
     if (text) {
       if (auto piece = text->step(static_cast<int32_t>(token))) std::fputs(piece->c_str(), stdout);
     } else {
@@ -74,7 +103,9 @@ void run_generate(const GenerateOptions& o) {
     first = false;
     std::fflush(stdout);
   };
-  const auto out = dots1::generate(model, dots1::GenerationInput::from_ids(prompt), options, stream);
+  const auto input = dots1::GenerationInput::from_ids(prompt);
+  const auto out = gpu ? gpu->generate(input, options, stream) : dots1::generate(*cpu, input, options, stream);
+  if (!root) return;
 
   if (o.json) {
     std::printf("%s\n", nlohmann::json(out.generated(0)).dump().c_str());
@@ -101,6 +132,10 @@ void add_generate_command(CLI::App& app) {
   ids->excludes(prompt);
   o->sampling.add_to(cmd);
   cmd->add_flag("--json", o->json, "print only the generated ids, as one JSON array");
+  o->parallel.add_to(cmd);
+  cmd->add_option("--device", o->device, "cpu, or cuda (the Thrust backend on the GPU; needs a dots1 built with CUDA)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->callback([o, prompt, ids] {
     if (prompt->count() == 0 && ids->count() == 0) throw CLI::RequiredError("--prompt or --ids");
     run_generate(*o);

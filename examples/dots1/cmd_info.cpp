@@ -1,9 +1,12 @@
 // dots1 info --model DIR | --config FILE: the config, the layer plan, parameter counts and weight memory.
+// With --parallel PLAN --ranks N: what each rank of an N-process split would hold (parallel/plan.hpp).
 #include <cstdio>
 #include <filesystem>
 #include <map>
 
 #include <dots1/dots1.hpp>
+#include <dots1/io/memory_plan.hpp>
+#include <dots1/parallel/plan.hpp>
 
 #include "commands.hpp"
 
@@ -28,6 +31,33 @@ std::string human_count(double n) {
   else if (n >= 1e3) std::snprintf(s, sizeof s, "%.2f K", n / 1e3);
   else std::snprintf(s, sizeof s, "%.0f", n);
   return s;
+}
+
+/// Each rank's weights and KV cache under `spec` over `ranks` processes, from the tensor shapes.
+void print_split(const dots1::Dots1Config& c, const std::string& spec, int ranks) {
+  const auto plan = dots1::ParallelPlan::parse(spec, ranks);
+  plan.check_config(c);
+  // bf16 as released: matrices in 2 bytes except the router (float32, as HF runs it), 1-D tensors in 4
+  const dots1::TensorBytes bf16 = [](const std::string& name, const std::vector<int64_t>& shape) {
+    dots1::DType target = dots1::DType::F32;
+    const bool half = dots1::converts_weight(dots1::WeightFormat::bf16, name, shape, target);
+    return dots1::float32_bytes(name, shape) / (half ? 2 : 1);
+  };
+  const double whole32 = dots1::expected_weight_bytes(c, *dots1::Parallel::single());
+  const double whole16 = dots1::expected_weight_bytes(c, *dots1::Parallel::single(), bf16);
+  std::printf("split over %d ranks (%s): whole model %s in float32, %s in bf16; replicated on every rank %s (bf16)\n", ranks,
+              plan.str().c_str(), human_bytes(whole32).c_str(), human_bytes(whole16).c_str(),
+              human_bytes(dots1::replicated_weight_bytes(c, bf16)).c_str());
+  for (int r = 0; r < ranks; ++r) {
+    const auto p = dots1::Parallel::planned(plan, r, ranks);
+    const auto heads = p->heads(c), kv = p->kv_heads(c), experts = p->experts(c.n_routed_experts.value_or(0));
+    const double w32 = dots1::expected_weight_bytes(c, *p), w16 = dots1::expected_weight_bytes(c, *p, bf16);
+    const double kv_token = 2.0 * (double)c.num_hidden_layers * (double)kv.size() * (double)c.head_dim() * 2.0;
+    std::printf("  rank %d: heads [%lld, %lld), KV heads [%lld, %lld), experts [%lld, %lld): weights %s f32 / %s bf16 (%.3f of the model), "
+                "KV %s per token in bf16\n",
+                r, (long long)heads.begin, (long long)heads.end, (long long)kv.begin, (long long)kv.end, (long long)experts.begin,
+                (long long)experts.end, human_bytes(w32).c_str(), human_bytes(w16).c_str(), w16 / whole16, human_bytes(kv_token).c_str());
+  }
 }
 
 void run_info(const std::string& model_dir, const std::string& config_file) {
@@ -79,16 +109,44 @@ void run_info(const std::string& model_dir, const std::string& config_file) {
     for (const auto& [d, b] : by_dtype) std::printf(" %s %s", d.c_str(), human_bytes((double)b).c_str());
     std::printf("\n");
   }
+  // What loading needs on this machine, against what it has (the check from_pretrained / random make).
+  const auto avail = dots1::available_memory();
+  auto verdict = [&](const dots1::MemoryNeed& n) {
+    if (!avail) return std::string();
+    return std::string(n.total() <= *avail ? ": fits" : ": does NOT fit") + " in the " + dots1::format_bytes(*avail) + " available";
+  };
+  if (!model_dir.empty()) {
+    const auto ck = dots1::Checkpoint::open(model_dir);
+    const auto stored = dots1::checkpoint_memory(ck, dots1::WeightFormat::as_stored, true, 4);
+    const auto bf16 = dots1::checkpoint_memory(ck, dots1::WeightFormat::bf16, true, 4);
+    std::printf("memory to load on the CPU: %s as stored (%s memory-mapped in place, %s allocated)%s\n", dots1::format_bytes(stored.total()).c_str(),
+                dots1::format_bytes(stored.mapped).c_str(), dots1::format_bytes(stored.owned).c_str(), verdict(stored).c_str());
+    std::printf("                           %s with --dtype bf16%s\n", dots1::format_bytes(bf16.total()).c_str(), verdict(bf16).c_str());
+  } else {
+    const auto f32 = dots1::random_weights_memory(c, false), bf16 = dots1::random_weights_memory(c, true);
+    std::printf("memory for random weights: %s in float32%s\n", dots1::format_bytes(f32.total()).c_str(), verdict(f32).c_str());
+    std::printf("                           %s in bfloat16%s\n", dots1::format_bytes(bf16.total()).c_str(), verdict(bf16).c_str());
+  }
 }
 
 void add_info_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("info", "Show a checkpoint's config, layer plan, parameter count and memory");
   auto model = std::make_shared<std::string>();
   auto config = std::make_shared<std::string>();
+  auto split = std::make_shared<std::string>();
+  auto ranks = std::make_shared<int>(0);
   auto* m = cmd->add_option("--model", *model, "HF checkpoint folder");
   cmd->add_option("--config", *config, "a config.json alone (no weights needed)")->excludes(m);
-  cmd->callback([model, config] {
-    run_info(config->empty() && model->empty() ? dots1_cli::default_model_dir() : *model, *config);
+  auto* s = cmd->add_option("--parallel", *split, "also show what each rank holds under this split (ep=N, tp=N or ep=a,tp=b)");
+  cmd->add_option("--ranks", *ranks, "number of processes of that split")->check(CLI::PositiveNumber)->needs(s);
+  s->needs(cmd->get_option("--ranks"));
+  cmd->callback([model, config, split, ranks] {
+    const std::string dir = config->empty() && model->empty() ? dots1_cli::default_model_dir() : *model;
+    run_info(dir, *config);
+    if (!split->empty()) {
+      namespace fs = std::filesystem;
+      print_split(!config->empty() ? dots1::Dots1Config::load(*config) : dots1::Dots1Config::load(fs::path(dir) / "config.json"), *split, *ranks);
+    }
   });
 }
 

@@ -15,4 +15,11 @@ inline dots1::CpuModel load_cpu_model(const std::string& dir) {
   return dots1::CpuModel(checkpoint.config(), source);  // weights keep their file mapping alive
 }
 
+/// This rank's shard of the model (the whole model when `par` is single), without a progress bar when split.
+inline dots1::CpuModel load_cpu_model(const std::string& dir, const std::shared_ptr<const dots1::Parallel>& par) {
+  if (par->is_single()) return load_cpu_model(dir);
+  const auto checkpoint = dots1::Checkpoint::open(dir);
+  return dots1::CpuModel(checkpoint.config(), checkpoint, par);
+}
+
 }  // namespace dots1_cli

@@ -8,12 +8,17 @@
 //   for each layer:  h = h + SelfAttn(RMSNorm_in(h))
 //                    h = h + (DenseMlp | MoE)(RMSNorm_post(h))
 //   h = RMSNorm_final(h);  logits = h[:, kept] . W_lm^T           [B,S',V]
+//
+// Split across processes (parallel/plan.hpp), a block loads only its rank's share — heads, MLP rows, experts,
+// vocabulary rows — and completes its output with one collective (all-reduce of partial sums, expert
+// dispatch/combine, all-gather of logits); unsplit, Parallel::single() makes those no-ops.
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -22,13 +27,17 @@
 
 #include "dots1/config.hpp"
 #include "dots1/error.hpp"
+#include "dots1/instrument/instrument.hpp"
 #include "dots1/io/checkpoint.hpp"
+#include "dots1/io/memory_plan.hpp"
 #include "dots1/kernels/portable.hpp"
 #include "dots1/model/backend_concept.hpp"
 #include "dots1/model/forward_io.hpp"
 #include "dots1/model/kv_cache.hpp"
 #include "dots1/model/rope.hpp"
 #include "dots1/model/shapes.hpp"
+#include "dots1/parallel/expert_parallel.hpp"
+#include "dots1/parallel/plan.hpp"
 #include "dots1/policies.hpp"
 
 namespace dots1 {
@@ -55,6 +64,22 @@ struct Linear {
     if (with_bias) l.bias = B::vector(r.take(name + ".bias", {out}));
     return l;
   }
+  /// Output rows `rows` of weight and bias (column parallel): y = x . W[rows]^T, this rank's slice of y.
+  static Linear load_rows(WeightReader& r, const std::string& name, int64_t out, int64_t in, IndexRange rows, bool with_bias) {
+    Linear l;
+    l.weight = B::matrix(r.take_rows(name + ".weight", {out, in}, rows));
+    if (with_bias) l.bias = B::vector(r.take_rows(name + ".bias", {out}, rows));
+    return l;
+  }
+  /// Input columns `cols` of the weight (row parallel): y = x[:, cols] . W[:, cols]^T, this rank's partial
+  /// sum of y. The bias is added by one rank only (`bias_here`), so that the sum over ranks has it once.
+  static Linear load_columns(WeightReader& r, const std::string& name, int64_t out, int64_t in, IndexRange cols, bool with_bias, bool bias_here) {
+    Linear l;
+    l.weight = B::matrix(r.take_columns(name + ".weight", {out, in}, cols));
+    if (with_bias && bias_here) l.bias = B::vector(r.take(name + ".bias", {out}));
+    if (with_bias && !bias_here) r.skip_if_present(name + ".bias", {out});
+    return l;
+  }
   void operator()(const typename B::Vector& x, int64_t rows, typename B::Vector& y) const {
     B::linear(weight, bias ? &*bias : nullptr, x, rows, y);
   }
@@ -75,7 +100,7 @@ struct RmsNorm {
   }
 };
 
-/// Per-forward state shared by all layers: sizes, RoPE tables, mask inputs, requested outputs.
+/// Per-forward state shared by all layers: sizes, RoPE tables, mask inputs, requested outputs, workspace.
 template <class B>
 struct ForwardContext {
   int64_t batch = 0, seq = 0;
@@ -85,6 +110,7 @@ struct ForwardContext {
   typename B::Int64Vector packed_positions;     // [B, S] when packed sequences were detected
   typename B::IndexVector packed_ids;
   std::vector<HostTensor<typename B::Scalar>>* attentions = nullptr;  // collect when non-null
+  ForwardWorkspace<B>* work = nullptr;  // the cache's (see ForwardWorkspace)
 };
 
 // ------------------------------------------------------------------------------------------------ attention
@@ -93,22 +119,34 @@ struct ForwardContext {
 template <class B, class Policy>
 class SelfAttention {
  public:
+  /// Tensor parallel (parallel/plan.hpp): this rank's query heads q and the KV heads they read, kv; nh and nkv
+  /// below are their counts, o_proj's matching columns give partial sums that the group all-reduces.
   SelfAttention(const Dots1Config& c, int64_t layer, WeightReader& r)
-      : heads_(c.num_attention_heads), kv_heads_(c.kv_heads()), head_dim_(c.head_dim()),
+      : par_(r.parallel_ptr()), heads_(r.parallel().heads(c).size()), kv_heads_(r.parallel().kv_heads(c).size()), head_dim_(c.head_dim()),
         window_(Policy::kind == AttentionKind::sliding ? c.window() : 0), scaling_(c.attention_scaling()) {
     const std::string p = "model.layers." + std::to_string(layer) + ".self_attn.";
-    const int64_t H = c.hidden_size, d = head_dim_;
-    q_proj_ = Linear<B>::load(r, p + "q_proj", heads_ * d, H, c.attention_bias);     // [nh*d, H]
-    k_proj_ = Linear<B>::load(r, p + "k_proj", kv_heads_ * d, H, c.attention_bias);  // [nkv*d, H]
-    v_proj_ = Linear<B>::load(r, p + "v_proj", kv_heads_ * d, H, c.attention_bias);  // [nkv*d, H]
-    o_proj_ = Linear<B>::load(r, p + "o_proj", H, heads_ * d, c.attention_bias);     // [H, nh*d]
+    const int64_t H = c.hidden_size, d = head_dim_, all_q = c.num_attention_heads * d, all_kv = c.kv_heads() * d;
+    const IndexRange q = r.parallel().heads(c), kv = r.parallel().kv_heads(c);
+    const IndexRange q_rows{q.begin * d, q.end * d}, kv_rows{kv.begin * d, kv.end * d};
+    q_proj_ = Linear<B>::load_rows(r, p + "q_proj", all_q, H, q_rows, c.attention_bias);    // [nh*d, H]
+    k_proj_ = Linear<B>::load_rows(r, p + "k_proj", all_kv, H, kv_rows, c.attention_bias);  // [nkv*d, H]
+    v_proj_ = Linear<B>::load_rows(r, p + "v_proj", all_kv, H, kv_rows, c.attention_bias);  // [nkv*d, H]
+    o_proj_ = Linear<B>::load_columns(r, p + "o_proj", H, all_q, q_rows, c.attention_bias, r.parallel().tp_rank() == 0);  // [H, nh*d]
     q_norm_ = RmsNorm<B>::load(r, p + "q_norm", d, c.rms_norm_eps);                 // [d], shared by heads
     k_norm_ = RmsNorm<B>::load(r, p + "k_norm", d, c.rms_norm_eps);                 // [d]
   }
 
   /// out[T, H] = o_proj(softmax(q k^T * scaling + mask) v) for x[T, H]; updates `cache`.
-  void forward(ForwardContext<B>& ctx, KvCacheLayer<B>& cache, const typename B::Vector& x, typename B::Vector& out) {
+  /// `at`: no instrument, or one with its hooks (dots1/instrument/instrument.hpp).
+  template <class... I>
+  void forward(ForwardContext<B>& ctx, KvCacheLayer<B>& cache, const typename B::Vector& x, typename B::Vector& out, InstrumentAt<I>... at) const {
+    using Hooks = HooksOf<I...>;
     const int64_t T = ctx.batch * ctx.seq;
+    auto& q_ = ctx.work->q;
+    auto& k_ = ctx.work->k;
+    auto& v_ = ctx.work->v;
+    auto& attn_ = ctx.work->attn;
+    auto& weights_ = ctx.work->attn_weights;
     q_proj_(x, T, q_);  // [T, nh*d]
     k_proj_(x, T, k_);  // [T, nkv*d]
     v_proj_(x, T, v_);  // [T, nkv*d]
@@ -127,51 +165,76 @@ class SelfAttention {
     mask.packed_ids = B::ptr(ctx.packed_ids);
     mask.q_len = ctx.seq;
     const AttentionShape shape{ctx.batch, ctx.seq, view.kv_len, cache.capacity(), heads_, kv_heads_, head_dim_, scaling_};
-    B::attention(q_, cache.keys(), cache.values(), shape, mask, attn_, ctx.attentions ? &weights_ : nullptr);
-    if (ctx.attentions)
-      ctx.attentions->push_back({{ctx.batch, heads_, ctx.seq, view.kv_len}, B::download(weights_)});
+    bool want_weights = ctx.attentions != nullptr;
+    if constexpr (Hooks::attention_weights) want_weights = true;
+    B::attention(q_, cache.keys(), cache.values(), shape, mask, attn_, want_weights ? &weights_ : nullptr);
+    if (ctx.attentions) ctx.attentions->push_back(all_heads(weights_, ctx.batch, ctx.seq, view.kv_len));
+    if constexpr (Hooks::attention_weights) instrument_hooks::attention_weights<B>(at..., shape, weights_);
+    if constexpr (Hooks::attention_output) instrument_hooks::attention_output<B>(at..., shape, attn_);  // [T, nh*d] before o_proj
     cache.trim();
     o_proj_(attn_, T, out);  // [T, H]
+    par_->template tp_all_reduce<B>(out);  // tensor parallel: the sum of the ranks' partial o_proj outputs
   }
 
   int64_t window() const { return window_; }
 
  private:
+  /// The attention weights [B, nh, S, kv_len] of every head (tensor parallel: gathered from the group).
+  HostTensor<typename B::Scalar> all_heads(const typename B::Vector& w, int64_t batch, int64_t seq, int64_t kv_len) const {
+    const int tp = par_->tp_size();
+    if (tp == 1) return {{batch, heads_, seq, kv_len}, B::download(w)};
+    typename B::Vector gathered;
+    B::resize(gathered, B::size(w) * static_cast<size_t>(tp));
+    const std::vector<size_t> counts(static_cast<size_t>(tp), B::size(w));
+    par_->tp().all_gather_v(B::ptr(w), B::ptr(gathered), std::span<const size_t>(counts));
+    const std::vector<typename B::Scalar> parts = B::download(gathered);  // [tp][B, nh/tp, S*kv]
+    std::vector<typename B::Scalar> out(parts.size());
+    const int64_t block = heads_ * seq * kv_len;  // one batch row of one rank
+    for (int r = 0; r < tp; ++r)
+      for (int64_t b = 0; b < batch; ++b)
+        std::copy_n(parts.begin() + (r * batch + b) * block, block, out.begin() + (b * tp + r) * block);
+    return {{batch, heads_ * tp, seq, kv_len}, std::move(out)};
+  }
+
+  std::shared_ptr<const Parallel> par_;
   int64_t heads_, kv_heads_, head_dim_, window_;
   double scaling_;
   Linear<B> q_proj_, k_proj_, v_proj_, o_proj_;
   RmsNorm<B> q_norm_, k_norm_;
-  typename B::Vector q_, k_, v_, attn_, weights_;  // scratch, reused across calls
 };
 
 // ------------------------------------------------------------------------------------------------ feed-forward
 
-/// y = W_down(act(W_gate x) * (W_up x)); also the fused shared experts (width Is).
+/// y = W_down(act(W_gate x) * (W_up x)); also the fused shared experts (width Is). Tensor parallel: this
+/// rank's rows of gate/up and matching columns of down, the group all-reduces the partial y.
 template <class B>
 class DenseMlpBlock {
  public:
   DenseMlpBlock(const std::string& prefix, int64_t hidden, int64_t inter, kernels::Activation act, WeightReader& r)
-      : inter_(inter), act_(act) {
-    gate_proj_ = Linear<B>::load(r, prefix + "gate_proj", inter, hidden, false);  // [I, H]
-    up_proj_ = Linear<B>::load(r, prefix + "up_proj", inter, hidden, false);      // [I, H]
-    down_proj_ = Linear<B>::load(r, prefix + "down_proj", hidden, inter, false);  // [H, I]
+      : par_(r.parallel_ptr()), inter_(r.parallel().tp_rows(inter).size()), act_(act) {
+    const IndexRange rows = r.parallel().tp_rows(inter);
+    gate_proj_ = Linear<B>::load_rows(r, prefix + "gate_proj", inter, hidden, rows, false);               // [I, H]
+    up_proj_ = Linear<B>::load_rows(r, prefix + "up_proj", inter, hidden, rows, false);                   // [I, H]
+    down_proj_ = Linear<B>::load_columns(r, prefix + "down_proj", hidden, inter, rows, false, false);  // [H, I]
   }
   DenseMlpBlock(const Dots1Config& c, int64_t layer, WeightReader& r)
       : DenseMlpBlock("model.layers." + std::to_string(layer) + ".mlp.", c.hidden_size, c.intermediate_size,
                       activation_of(c.hidden_act), r) {}
 
-  void forward(const typename B::Vector& x, int64_t tokens, typename B::Vector& y) {
-    gate_proj_(x, tokens, gate_);
-    up_proj_(x, tokens, up_);
-    B::act_mul(gate_, up_, act_, gate_);
-    down_proj_(gate_, tokens, y);
+  template <class... I>  // an instrument is accepted and has nothing to hook here
+  void forward(ForwardWorkspace<B>& work, const typename B::Vector& x, int64_t tokens, typename B::Vector& y, InstrumentAt<I>...) const {
+    gate_proj_(x, tokens, work.gate);
+    up_proj_(x, tokens, work.up);
+    B::act_mul(work.gate, work.up, act_, work.gate);
+    down_proj_(work.gate, tokens, y);
+    par_->template tp_all_reduce<B>(y);
   }
 
  private:
+  std::shared_ptr<const Parallel> par_;
   int64_t inter_;
   kernels::Activation act_;
   Linear<B> gate_proj_, up_proj_, down_proj_;
-  typename B::Vector gate_, up_;
 };
 
 /// Dots1MoE: sigmoid router with correction bias (selection only), group-limited top-k, weighted routed
@@ -179,8 +242,10 @@ class DenseMlpBlock {
 template <class B>
 class MoeBlock {
  public:
+  /// Expert parallel (parallel/plan.hpp): this rank holds experts [e0, e1) only; the shared experts are
+  /// tensor parallel like the dense MLP.
   MoeBlock(const Dots1Config& c, int64_t layer, WeightReader& r)
-      : hidden_(c.hidden_size), inter_(c.moe_intermediate_size), act_(activation_of(c.hidden_act)),
+      : par_(r.parallel_ptr()), hidden_(c.hidden_size), inter_(c.moe_intermediate_size), act_(activation_of(c.hidden_act)),
         shared_("model.layers." + std::to_string(layer) + ".mlp.shared_experts.", c.hidden_size,
                 c.shared_intermediate_size(), act_, r) {
     const std::string p = "model.layers." + std::to_string(layer) + ".mlp.";
@@ -193,21 +258,35 @@ class MoeBlock {
     router_.routed_scaling_factor = c.routed_scaling_factor;
     gate_ = B::matrix(r.take(p + "gate.weight", {E, hidden_}));                          // [E, H]
     correction_bias_ = B::vector(r.take(p + "gate.e_score_correction_bias", {E}));       // [E]
-    for (int64_t e = 0; e < E; ++e)
+    const IndexRange mine = r.parallel().experts(E);
+    for (int64_t e = 0; e < E; ++e) {
+      if (!mine.contains(e)) {
+        r.skip_expert(layer, e);  // held by another rank
+        continue;
+      }
       experts_.push_back({B::matrix(r.take_expert(layer, e, "gate_proj", E, hidden_, inter_)),    // [Im, H]
                           B::matrix(r.take_expert(layer, e, "up_proj", E, hidden_, inter_)),      // [Im, H]
                           B::matrix(r.take_expert(layer, e, "down_proj", E, hidden_, inter_))});  // [H, Im]
+    }
   }
 
-  void forward(const typename B::Vector& x, int64_t tokens, typename B::Vector& y) {
-    B::linear(gate_, nullptr, x, tokens, router_logits_);                      // [T, E], float32
-    B::route(router_logits_, correction_bias_, tokens, router_, topk_indices_, topk_weights_);  // [T, K]
-    B::moe_experts(x, tokens, hidden_, topk_indices_, topk_weights_, router_.top_k, experts_, inter_, act_, y);
-    shared_.forward(x, tokens, shared_out_);
-    B::add(y, shared_out_);
+  template <class... I>
+  void forward(ForwardWorkspace<B>& work, const typename B::Vector& x, int64_t tokens, typename B::Vector& y, InstrumentAt<I>... at) const {
+    if (par_->ep_size() > 1) {  // routed to the ranks that hold the experts, and back (parallel/expert_parallel.hpp)
+      expert_parallel_moe<B>(*par_, x, tokens, hidden_, gate_, correction_bias_, router_, experts_, inter_, act_, y);
+    } else {
+      B::linear(gate_, nullptr, x, tokens, work.router_logits);                      // [T, E], float32
+      B::route(work.router_logits, correction_bias_, tokens, router_, work.topk_indices, work.topk_weights);  // [T, K]
+      if constexpr (HooksOf<I...>::routing)  // observe or replace the choice before the experts run
+        instrument_hooks::routing<B>(at..., router_, work.router_logits, correction_bias_, work.topk_indices, work.topk_weights);
+      B::moe_experts(x, tokens, hidden_, work.topk_indices, work.topk_weights, router_.top_k, experts_, inter_, act_, y);
+    }
+    shared_.forward(work, x, tokens, work.shared_out);
+    B::add(y, work.shared_out);
   }
 
  private:
+  std::shared_ptr<const Parallel> par_;
   int64_t hidden_, inter_;
   kernels::Activation act_;
   RouterShape router_;
@@ -215,8 +294,6 @@ class MoeBlock {
   typename B::Vector correction_bias_;
   std::vector<typename B::ExpertMatrices> experts_;
   DenseMlpBlock<B> shared_;
-  typename B::Vector router_logits_, topk_weights_, shared_out_;
-  typename B::IndexVector topk_indices_;
 };
 
 // ------------------------------------------------------------------------------------------------ layer
@@ -238,15 +315,23 @@ class DecoderLayer {
             RmsNorm<B>::load(r, "model.layers." + std::to_string(layer) + ".post_attention_layernorm", c.hidden_size, c.rms_norm_eps)),
         mlp_(c, layer, r) {}
 
-  /// h[T, H] <- h + SelfAttn(RMSNorm_in(h)); h <- h + MLP(RMSNorm_post(h))
-  void forward(ForwardContext<B>& ctx, KvCacheLayer<B>& cache, typename B::Vector& h) {
+  /// h[T, H] <- h + SelfAttn(RMSNorm_in(h)); h <- h + MLP(RMSNorm_post(h)). `instrument`: none, or one
+  /// whose hooks run at the marked points (dots1/instrument/instrument.hpp); none compiles to no hook code.
+  template <class... I>
+  void forward(ForwardContext<B>& ctx, KvCacheLayer<B>& cache, typename B::Vector& h, I*... instrument) const {
+    using Hooks = HooksOf<I...>;
     const int64_t T = ctx.batch * ctx.seq;
+    auto& x_ = ctx.work->x;
+    auto& y_ = ctx.work->y;
+    if constexpr (Hooks::residual) instrument_hooks::residual<B>(InstrumentAt<I>{instrument, index_}..., ResidualPoint::layer_input, h);
     input_layernorm_(h, x_);
-    self_attn_.forward(ctx, cache, x_, y_);
+    self_attn_.forward(ctx, cache, x_, y_, InstrumentAt<I>{instrument, index_}...);
     B::add(h, y_);
+    if constexpr (Hooks::residual) instrument_hooks::residual<B>(InstrumentAt<I>{instrument, index_}..., ResidualPoint::after_attention, h);
     post_attention_layernorm_(h, x_);
-    mlp_.forward(x_, T, y_);
+    mlp_.forward(*ctx.work, x_, T, y_, InstrumentAt<I>{instrument, index_}...);
     B::add(h, y_);
+    if constexpr (Hooks::residual) instrument_hooks::residual<B>(InstrumentAt<I>{instrument, index_}..., ResidualPoint::layer_output, h);
   }
 
   int64_t index() const { return index_; }
@@ -257,7 +342,6 @@ class DecoderLayer {
   SelfAttention<B, AttentionPolicy> self_attn_;
   RmsNorm<B> post_attention_layernorm_;
   typename FeedForwardPolicy::template block<B> mlp_;
-  typename B::Vector x_, y_;
 };
 
 // ------------------------------------------------------------------------------------------------ stacks
@@ -287,6 +371,10 @@ class RuntimeStack {
   void for_each(F&& f) {
     for (auto& l : layers_) std::visit(f, l);
   }
+  template <class F>
+  void for_each(F&& f) const {
+    for (const auto& l : layers_) std::visit(f, l);
+  }
 
  private:
   std::vector<Layer> layers_;
@@ -302,6 +390,10 @@ class StaticStack {
   template <class F>
   void for_each(F&& f) {
     std::apply([&](auto&... l) { (f(l), ...); }, layers_);
+  }
+  template <class F>
+  void for_each(F&& f) const {
+    std::apply([&](const auto&... l) { (f(l), ...); }, layers_);
   }
   static constexpr std::array<LayerPlan, sizeof...(Layers)> plan{Layers::plan...};
 
@@ -340,11 +432,16 @@ class Dots1Model {
   const Dots1Config& config() const { return config_; }
   const typename B::Matrix& embed_tokens() const { return embed_tokens_; }
   Stack& layers() { return layers_; }
+  const Stack& layers() const { return layers_; }
 
   /// Runs the decoder; h ends as the final normed hidden state [B*S, H]. Fills hidden_states/attentions
   /// when requested. `cache` must be non-null (a fresh one when the caller has none).
+  /// Thread-safe: the model is only read (the activations live in `cache`), so several threads may run
+  /// forwards at once, each on its own cache.
+  /// `instrument`: none, or one (dots1/instrument/instrument.hpp).
+  template <class... I>
   void forward(const ForwardInput& in, Cache& cache, bool cache_from_caller, typename B::Vector& h,
-               std::vector<HostTensor<T>>* hidden_states, std::vector<HostTensor<T>>* attentions) {
+               std::vector<HostTensor<T>>* hidden_states, std::vector<HostTensor<T>>* attentions, I*... instrument) const {
     validate(in, cache);
     const int64_t Bn = in.batch, S = in.seq, H = config_.hidden_size;
     const int64_t past = cache.seq_length();
@@ -364,11 +461,17 @@ class Dots1Model {
           p = in.position_ids[static_cast<size_t>(static_cast<int64_t>(in.position_ids.size()) == S ? s : b * S + s)];
         positions[static_cast<size_t>(b * S + s)] = p;
       }
-    rotary_.update(*std::max_element(positions.begin(), positions.end()) + 1);
     std::vector<T> cos, sin;
-    rotary_.template tables<T>(positions, cos, sin);
+    {
+      // HF's dynamic/longrope RoPE keeps state across forwards (the frequencies of the longest sequence
+      // seen): one forward at a time updates it and builds its tables.
+      std::lock_guard<std::mutex> lock(*rotary_mutex_);
+      rotary_.update(*std::max_element(positions.begin(), positions.end()) + 1);
+      rotary_.template tables<T>(positions, cos, sin);
+    }
 
     ForwardContext<B> ctx;
+    ctx.work = &cache.workspace();
     ctx.batch = Bn;
     ctx.seq = S;
     ctx.cos = B::upload(std::span<const T>(cos));
@@ -398,14 +501,17 @@ class Dots1Model {
     }
     ctx.attentions = attentions;
 
+    if constexpr (HooksOf<I...>::active)
+      (instrument->begin_forward({Bn, S, past, H, config_.num_hidden_layers, std::span<const int64_t>(in.input_ids)}), ...);
     if (hidden_states) hidden_states->push_back({{Bn, S, H}, B::download(h)});
     size_t i = 0;
     layers_.for_each([&](auto& layer) {
-      layer.forward(ctx, cache.layer(i++), h);
+      layer.forward(ctx, cache.layer(i++), h, instrument...);
       if (hidden_states) hidden_states->push_back({{Bn, S, H}, B::download(h)});
     });
     norm_(h, h);
     if (hidden_states) hidden_states->back().values = B::download(h);  // HF: the last entry is post-norm
+    if constexpr (HooksOf<I...>::active) (instrument->end_forward(), ...);
   }
 
  private:
@@ -464,7 +570,14 @@ class Dots1Model {
   typename B::Matrix embed_tokens_;
   Stack layers_;
   RmsNorm<B> norm_;
-  RotaryEmbedding rotary_;
+  mutable RotaryEmbedding rotary_;  // dynamic/longrope state, guarded by rotary_mutex_
+  std::unique_ptr<std::mutex> rotary_mutex_ = std::make_unique<std::mutex>();
+};
+
+/// Backends whose weights live in host memory (the CPU backend): their loads are checked against it.
+template <class B>
+concept host_resident_weights = requires {
+  requires B::weights_in_host_memory;
 };
 
 /// HF Dots1ForCausalLM: the model plus the LM head (untied, or tied to embed_tokens) and the loss.
@@ -476,32 +589,72 @@ class Dots1ForCausalLM {
   using Cache = KvCache<B>;
   using Output = CausalLMOutput<T, Cache>;
 
-  /// Loads from any weight source; every tensor of the source must be used.
-  Dots1ForCausalLM(const Dots1Config& c, const WeightSource& source) : Dots1ForCausalLM(c, WeightReader(source)) {}
+  /// Loads from any weight source; every tensor of the source must be used. With `parallel` (a model split
+  /// across processes, see parallel/plan.hpp) only this rank's shard is taken; every rank must then run
+  /// the same forwards, one at a time, since they communicate.
+  Dots1ForCausalLM(const Dots1Config& c, const WeightSource& source, std::shared_ptr<const Parallel> parallel = Parallel::single())
+      : Dots1ForCausalLM(c, WeightReader(source, checked(c, std::move(parallel)))) {}
 
-  static Dots1ForCausalLM from_pretrained(const std::filesystem::path& dir) {
+  /// `format` converts the weight matrices (e.g. WeightFormat::bf16 halves a float32 checkpoint).
+  /// Fails early with ResourceError when the weights would not fit in the available memory (see
+  /// io/memory_plan.hpp).
+  static Dots1ForCausalLM from_pretrained(const std::filesystem::path& dir, WeightFormat format = WeightFormat::as_stored,
+                                          std::shared_ptr<const Parallel> parallel = Parallel::single()) {
     auto ck = std::make_shared<Checkpoint>(Checkpoint::open(dir));
-    return Dots1ForCausalLM(ck->config(), *ck);
+    if constexpr (host_resident_weights<B>)
+      check_memory(rank_share(checkpoint_memory(*ck, format, B::fast, sizeof(T)), ck->config(), *parallel), "loading checkpoint " + dir.string());
+    if (format != WeightFormat::as_stored) return Dots1ForCausalLM(ck->config(), CastWeights(*ck, format), std::move(parallel));
+    return Dots1ForCausalLM(ck->config(), *ck, std::move(parallel));
   }
-  /// Deterministic random weights (benchmarks, examples).
-  static Dots1ForCausalLM random(const Dots1Config& c, uint64_t seed) {
-    RandomWeights w(model_tensor_shapes(c), seed);
-    return Dots1ForCausalLM(c, w);
+  /// This rank's shard of a checkpoint, as stored.
+  static Dots1ForCausalLM from_pretrained(const std::filesystem::path& dir, std::shared_ptr<const Parallel> parallel) {
+    return from_pretrained(dir, WeightFormat::as_stored, std::move(parallel));
+  }
+  /// Deterministic random weights (benchmarks, examples); matrices in float32, or bf16 with WeightFormat::bf16.
+  static Dots1ForCausalLM random(const Dots1Config& c, uint64_t seed, WeightFormat format = WeightFormat::as_stored,
+                                 std::shared_ptr<const Parallel> parallel = Parallel::single()) {
+    if constexpr (host_resident_weights<B>)
+      check_memory(rank_share(random_weights_memory(c, format == WeightFormat::bf16), c, *parallel), "generating random weights for this config");
+    RandomWeights w(model_tensor_shapes(c), seed, format);
+    return Dots1ForCausalLM(c, w, std::move(parallel));
   }
 
   const Dots1Config& config() const { return model_.config(); }
   Dots1Model<B, Stack>& model() { return model_; }
-  Cache make_cache(int64_t batch) const { return Cache(config(), batch); }
+  /// How the model is split (Parallel::single() when it is not), with its communication time (stats()).
+  const Parallel& parallel() const { return *parallel_; }
+  /// Bytes of the weights this process holds, as the source gave them (views into a memory-mapped
+  /// checkpoint count, though the page cache holds them).
+  size_t weight_bytes() const { return weight_bytes_; }
+  /// A cache for this process's KV heads (all of them unless tensor parallel).
+  Cache make_cache(int64_t batch) const { return Cache(config(), batch, parallel_->kv_heads(config()).size()); }
 
   /// HF forward. `cache` may be null: with use_cache a fresh one is made and returned in the output.
-  Output forward(const ForwardInput& in, std::shared_ptr<Cache> cache = nullptr) {
+  /// Thread-safe for concurrent calls on different caches (a null cache is a fresh one): see KvCache.
+  /// `instrument` (none, or one: a dots1::Recorder, Intervention, Chain of them, or your own; see
+  /// dots1/instrument/instrument.hpp) observes or edits every layer; without one no hook code is compiled.
+  /// Instruments need the whole model in this process (not split by parallel/plan.hpp).
+  Output forward(const ForwardInput& in, std::shared_ptr<Cache> cache, NoInstrument) const { return forward(in, std::move(cache)); }
+  template <class... I>
+    requires(sizeof...(I) <= 1 && (InstrumentPolicy<std::remove_cvref_t<I>> && ...))
+  Output forward(const ForwardInput& in, std::shared_ptr<Cache> cache = nullptr, I&&... instrument) const {
+    if constexpr (HooksOf<std::remove_cvref_t<I>...>::active)
+      if (!parallel_->is_single()) throw InputError("forward: instruments need the whole model in one process; this one is split across ranks");
     Output out;
     const bool from_caller = cache != nullptr;
-    if (!cache) cache = std::make_shared<Cache>(config(), std::max<int64_t>(in.batch, 1));
+    if (!cache) cache = std::make_shared<Cache>(make_cache(std::max<int64_t>(in.batch, 1)));
     const int64_t Bn = in.batch, S = in.seq, H = config().hidden_size, V = config().vocab_size;
     check_head_inputs(in);
-    model_.forward(in, *cache, from_caller, h_, in.output_hidden_states ? &out.hidden_states : nullptr,
-                   in.output_attentions ? &out.attentions : nullptr);
+    auto& work = cache->workspace();
+    auto& h_ = work.hidden;
+    auto& selected_ = work.selected;
+    auto& logits_ = work.logits;
+    if constexpr (HooksOf<std::remove_cvref_t<I>...>::active)
+      model_.forward(in, *cache, from_caller, h_, in.output_hidden_states ? &out.hidden_states : nullptr,
+                     in.output_attentions ? &out.attentions : nullptr, &instrument...);
+    else  // no instrument, or one with every hook off (NoInstrument): the plain forward
+      model_.forward(in, *cache, from_caller, h_, in.output_hidden_states ? &out.hidden_states : nullptr,
+                     in.output_attentions ? &out.attentions : nullptr);
     out.last_hidden_state = {{Bn, S, H}, B::download(h_)};
     // logits_to_keep: rows of h to project
     std::vector<int64_t> keep = kept_positions(in.logits_to_keep, S);
@@ -515,22 +668,60 @@ class Dots1ForCausalLM {
       B::gather_rows(h_, H, B::upload(std::span<const int64_t>(rows)), selected_);
       lm_head(selected_, Bn * kept, logits_);
     }
-    out.logits = {{Bn, kept, V}, B::download(logits_)};
+    out.logits = {{Bn, kept, V}, all_logits(logits_, Bn * kept)};
     if (!in.labels.empty()) out.loss = causal_lm_loss(out.logits.values, in.labels, Bn, S, V);
     if (in.use_cache || from_caller) out.past_key_values = cache;
     return out;
   }
 
  private:
-  Dots1ForCausalLM(const Dots1Config& c, WeightReader&& r) : model_(c, r), lm_head_weight_(load_head(c, r)) { r.finish(); }
+  Dots1ForCausalLM(const Dots1Config& c, WeightReader&& r)
+      : model_(c, r), lm_head_weight_(load_head(c, r)), parallel_(r.parallel_ptr()), weight_bytes_(r.held_bytes()) {
+    r.finish();
+  }
+
+  static std::shared_ptr<const Parallel> checked(const Dots1Config& c, std::shared_ptr<const Parallel> p) {
+    p->plan().check_config(c);
+    return p;
+  }
+  /// A rank's part of the whole model's memory need: the fraction of the weight bytes it holds.
+  static MemoryNeed rank_share(MemoryNeed need, const Dots1Config& c, const Parallel& p) {
+    if (p.is_single()) return need;
+    const double f = expected_weight_bytes(c, p) / expected_weight_bytes(c, *Parallel::single());
+    need.owned = static_cast<uint64_t>(static_cast<double>(need.owned) * f);
+    need.mapped = static_cast<uint64_t>(static_cast<double>(need.mapped) * f);
+    return need;
+  }
 
   typename B::Matrix load_head(const Dots1Config& c, WeightReader& r) {
-    // Tied: HF uses embed_tokens and ignores a stored lm_head.weight.
+    // Tied: HF uses embed_tokens and ignores a stored lm_head.weight (then replicated, as the embeddings).
     if (c.tie_word_embeddings) {
       r.skip_if_present("lm_head.weight", {c.vocab_size, c.hidden_size});
       return model_.embed_tokens();
     }
-    return B::matrix(r.take("lm_head.weight", {c.vocab_size, c.hidden_size}));  // [V, H]
+    // Tensor parallel: this rank's vocabulary rows; the logits are all-gathered.
+    return B::matrix(r.take_rows("lm_head.weight", {c.vocab_size, c.hidden_size}, r.parallel().tp_rows(c.vocab_size)));  // [V, H]
+  }
+
+  /// The logits [rows, V] on the host; a vocabulary-split head's slices [rows, V_r] gathered from the group.
+  std::vector<T> all_logits(const typename B::Vector& local, int64_t rows) const {
+    const int64_t V = config().vocab_size;
+    if (lm_head_weight_.rows == V) return B::download(local);
+    const int tp = parallel_->tp_size();
+    std::vector<size_t> counts(static_cast<size_t>(tp));
+    for (int r = 0; r < tp; ++r) counts[static_cast<size_t>(r)] = static_cast<size_t>(rows * split_evenly(V, tp, r).size());
+    typename B::Vector gathered;
+    B::resize(gathered, static_cast<size_t>(rows * V));
+    parallel_->tp().all_gather_v(B::ptr(local), B::ptr(gathered), std::span<const size_t>(counts));
+    const std::vector<T> parts = B::download(gathered);  // [tp][rows, V_r]
+    std::vector<T> out(parts.size());
+    int64_t at = 0;
+    for (int r = 0; r < tp; ++r) {
+      const IndexRange v = split_evenly(V, tp, r);
+      for (int64_t i = 0; i < rows; ++i) std::copy_n(parts.begin() + at + i * v.size(), v.size(), out.begin() + i * V + v.begin);
+      at += rows * v.size();
+    }
+    return out;
   }
 
   void lm_head(const typename B::Vector& x, int64_t rows, typename B::Vector& y) const {
@@ -589,7 +780,8 @@ class Dots1ForCausalLM {
 
   Dots1Model<B, Stack> model_;
   typename B::Matrix lm_head_weight_;
-  typename B::Vector h_, selected_, logits_;
+  std::shared_ptr<const Parallel> parallel_;
+  size_t weight_bytes_ = 0;
 };
 
 }  // namespace dots1

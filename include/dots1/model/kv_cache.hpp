@@ -3,6 +3,10 @@
 // One layer per decoder layer: full layers keep every key; sliding layers (window W) keep only the last
 // W-1 keys after each update, but attend over "stored + new" during the update, exactly as HF's
 // DynamicSlidingWindowLayer does. Keys are stored post-k_norm and post-RoPE; values raw.
+//
+// A KvCache is one session's state: besides the keys and values it owns the scratch activations of the
+// forwards run on it (ForwardWorkspace). The model itself holds only read-only weights, so one loaded model
+// serves any number of sessions from as many threads, each thread with its own cache.
 #pragma once
 
 #include <algorithm>
@@ -19,6 +23,19 @@ struct KvView {
   int64_t q_offset = 0;   // slot of the first new token (tokens seen before this call)
   int64_t kv_offset = 0;  // slot of cache row 0
   int64_t kv_len = 0;     // rows to attend over (stored before + new)
+};
+
+/// The activations of one forward, reused by the next forward on the same cache (no allocation in a decode
+/// loop once the buffers have their size). Layers run one after another, so all layers share one set of
+/// buffers sized for the largest layer.
+template <class B>
+struct ForwardWorkspace {
+  typename B::Vector x, y;                                     // DecoderLayer: normed input, sub-block output
+  typename B::Vector q, k, v, attn, attn_weights;              // SelfAttention
+  typename B::Vector gate, up;                                 // DenseMlpBlock (dense MLP, shared experts)
+  typename B::Vector router_logits, topk_weights, shared_out;  // MoeBlock
+  typename B::IndexVector topk_indices;
+  typename B::Vector hidden, selected, logits;                 // Dots1ForCausalLM: h, kept rows, logits
 };
 
 template <class B>
@@ -44,6 +61,14 @@ class KvCacheLayer {
     cumulative_ += count;
     view.kv_len = stored_;
     return view;
+  }
+
+  /// Room for `tokens` rows per batch entry, so that appends up to that length do not reallocate.
+  void reserve(int64_t tokens) {
+    if (tokens <= capacity_) return;
+    B::kv_reserve(keys_, batch_, capacity_, tokens, row_, stored_);
+    B::kv_reserve(values_, batch_, capacity_, tokens, row_, stored_);
+    capacity_ = tokens;
   }
 
   /// After attention: a sliding layer keeps only its last W-1 rows.
@@ -78,15 +103,22 @@ template <class B>
 class KvCache {
  public:
   KvCache() = default;
-  KvCache(const Dots1Config& c, int64_t batch) : batch_(batch) {
+  KvCache(const Dots1Config& c, int64_t batch) : KvCache(c, batch, c.kv_heads()) {}
+  /// A cache for `kv_heads` of the config's KV heads (a tensor-parallel rank's share).
+  KvCache(const Dots1Config& c, int64_t batch, int64_t kv_heads) : batch_(batch) {
     const auto plan = c.layer_plan();
     for (const auto& p : plan)
-      layers_.emplace_back(batch, c.kv_heads() * c.head_dim(), p.attention == AttentionKind::sliding ? c.window() : 0);
+      layers_.emplace_back(batch, kv_heads * c.head_dim(), p.attention == AttentionKind::sliding ? c.window() : 0);
   }
   int64_t batch() const { return batch_; }
   size_t num_layers() const { return layers_.size(); }
   KvCacheLayer<B>& layer(size_t i) { return layers_[i]; }
   const KvCacheLayer<B>& layer(size_t i) const { return layers_[i]; }
+  /// Preallocates every layer for `tokens` tokens (an inference engine's fixed context), so that a decode
+  /// loop up to that length never grows the cache.
+  void reserve(int64_t tokens) {
+    for (auto& l : layers_) l.reserve(tokens);
+  }
   /// HF's cache.get_seq_length(): layer 0's count.
   int64_t seq_length() const { return layers_.empty() ? 0 : layers_[0].seq_length(); }
   size_t bytes() const {
@@ -94,10 +126,13 @@ class KvCache {
     for (const auto& l : layers_) n += l.bytes();
     return n;
   }
+  /// The scratch activations of the forwards on this cache (see ForwardWorkspace).
+  ForwardWorkspace<B>& workspace() { return workspace_; }
 
  private:
   int64_t batch_ = 0;
   std::vector<KvCacheLayer<B>> layers_;
+  ForwardWorkspace<B> workspace_;
 };
 
 }  // namespace dots1

@@ -115,9 +115,7 @@ class ThreadPool {
     }
   }
 
-  /// After a change of gen_: wakes the workers that sleep on it. (A mutex and condition variable rather
-  /// than std::atomic::wait: libstdc++ 12's atomic wait lost the wake-up of a sleeping worker at exit, and
-  /// the process hung in ~ThreadPool joining it.)
+  /// After a change of gen_ (or stop_): wakes the workers that sleep on it.
   void wake_sleepers() {
     if (sleepers_.load(std::memory_order_seq_cst) == 0) return;
     { std::lock_guard<std::mutex> lock(sleep_mutex_); }
@@ -127,15 +125,18 @@ class ThreadPool {
   void ensure_workers(int wanted) {
     while (static_cast<int>(workers_.size()) < wanted) {
       const int index = static_cast<int>(workers_.size());
-      workers_.emplace_back([this, index] { work(index); });
+      const uint32_t seen = gen_.load(std::memory_order_acquire);
+      workers_.emplace_back([this, index, seen] { work(index, seen); });
     }
   }
 
-  void work(int index) {
-    uint32_t seen = gen_.load(std::memory_order_acquire);
+  /// `seen`: the generation when the worker was created, before the loop that created it was published. (Read
+  /// here instead, a worker the scheduler starts late would take a later generation as seen: possibly the
+  /// destructor's, and then sleep through it and hang the process at exit.)
+  void work(int index, uint32_t seen) {
     for (;;) {
       uint32_t g = gen_.load(std::memory_order_acquire);
-      if (g == seen) {
+      if (g == seen && !stop_.load(std::memory_order_acquire)) {
         const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(200);
         for (int spin = 0; g == seen; ++spin) {
           DOTS1_CPU_PAUSE();
@@ -143,13 +144,13 @@ class ThreadPool {
           if ((spin & 63) == 63 && std::chrono::steady_clock::now() > until) break;
         }
       }
-      if (g == seen) {
+      if (g == seen && !stop_.load(std::memory_order_acquire)) {
         // Sleep until the generation changes. The waker stores gen_ before it reads sleepers_, and this
         // thread counts itself in sleepers_ before it reads gen_ (all seq_cst): either the waker sees a
         // sleeper and notifies under sleep_mutex_, or this thread sees the new generation and does not sleep.
         std::unique_lock<std::mutex> lock(sleep_mutex_);
         sleepers_.fetch_add(1, std::memory_order_seq_cst);
-        while ((g = gen_.load(std::memory_order_seq_cst)) == seen) wake_.wait(lock);
+        while ((g = gen_.load(std::memory_order_seq_cst)) == seen && !stop_.load(std::memory_order_seq_cst)) wake_.wait(lock);
         sleepers_.fetch_sub(1, std::memory_order_seq_cst);
       }
       seen = g;
