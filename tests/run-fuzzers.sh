@@ -23,8 +23,8 @@ seconds=${1:-20}
 shift $(($# > 0 ? 1 : 0))
 targets=("$@")
 ((${#targets[@]})) || targets=(safetensors config tokenizer_json tokenizer_encode forward)
-build=${DOTS1_FUZZ_BUILD_DIR:-$root/build/fuzz}
-work=${DOTS1_FUZZ_WORK:-$build/runs}
+build=$(realpath -m "${DOTS1_FUZZ_BUILD_DIR:-$root/build/fuzz}")  # absolute: the runs change directory
+work=$(realpath -m "${DOTS1_FUZZ_WORK:-$build/runs}")
 jobs=${DOTS1_JOBS:-$(nproc)}
 timeout=${DOTS1_FUZZ_TIMEOUT:-25}
 read -r -a extra_cmake <<<"${DOTS1_CMAKE_ARGS:-}"

@@ -34,7 +34,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 which=${1:-all}
-prefix=${DOTS1_SANITIZE_BUILD:-$root/build/sanitize}
+prefix=$(realpath -m "${DOTS1_SANITIZE_BUILD:-$root/build/sanitize}")  # absolute: the ignorelist path is passed to clang
 jobs=${DOTS1_JOBS:-$(nproc)}
 read -r -a extra_cmake <<<"${DOTS1_CMAKE_ARGS:-}"
 tsan_tests=${DOTS1_TSAN_TESTS:-^(test_concurrent_sessions|test_cpu_kernels|test_reference_forward|test_reference_forward_thrust_omp|test_embedded_model|test_chat_session|test_tokenizer|test_generation)$}

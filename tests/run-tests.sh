@@ -12,7 +12,8 @@
 # DOTS1_FUZZ_SECONDS (per fuzz target, default 20).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-build=${DOTS1_BUILD_DIR:-$root/build/tests}
+# Absolute: the sanitizer and fuzz stages derive their folders from it and change directory.
+build=$(realpath -m "${DOTS1_BUILD_DIR:-$root/build/tests}")
 jobs=${DOTS1_JOBS:-$(nproc)}
 stages=" ${DOTS1_TEST_STAGES:-suite sanitizers fuzz} "
 started=$(date +%s)
