@@ -38,6 +38,7 @@
 #include "commands.hpp"
 #include "gpu_model.hpp"
 #include "parallel_options.hpp"
+#include "tool_support.hpp"
 
 namespace {
 
@@ -101,26 +102,6 @@ dots1::bench::ElementBytes element_bytes_for(dots1::WeightFormat format, const d
   };
 }
 
-/// Every tensor of `inner` generated up front on all threads (random weights: ~20 s on one core for the
-/// bench config), then served to the model's loader; holds nothing once the model is built.
-class PreloadedWeights final : public dots1::WeightSource {
- public:
-  PreloadedWeights(const dots1::WeightSource& inner, int threads) : inner_(inner) {
-    std::vector<std::string> names = inner.names();
-    std::vector<dots1::TensorView> views(names.size());
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-    for (size_t i = 0; i < names.size(); ++i) views[i] = inner.get(names[i]);
-    for (size_t i = 0; i < names.size(); ++i) views_.emplace(names[i], std::move(views[i]));
-  }
-  bool contains(const std::string& name) const override { return views_.count(name) != 0; }
-  dots1::TensorView get(const std::string& name) const override { return views_.at(name); }
-  std::vector<std::string> names() const override { return inner_.names(); }
-  std::string describe() const override { return inner_.describe(); }
-
- private:
-  const dots1::WeightSource& inner_;
-  std::map<std::string, dots1::TensorView> views_;
-};
 
 std::vector<int64_t> random_tokens(std::mt19937_64& rng, int64_t n, int64_t vocab) {
   std::uniform_int_distribution<int64_t> pick(0, vocab - 1);
@@ -398,7 +379,7 @@ void bench_on_this_rank(const BenchOptions& o, dots1::WeightFormat format, const
     return Model(config, dots1::CastWeights(*ck, format), par);
   }() : ck ? Model::from_pretrained(o.model, format) : [&] {
     const dots1::RandomWeights random(dots1::model_tensor_shapes(config), o.seed, format);  // = Model::random(config, seed, format)
-    return Model(config, PreloadedWeights(random, threads));
+    return Model(config, dots1_cli::PreloadedWeights(random, threads));
   }();
   const double load_s = bench::seconds_now() - t_load;
   j["load_seconds"] = load_s;

@@ -23,6 +23,7 @@
 #include "load_model.hpp"
 #include "parallel_options.hpp"
 #include "sampling_options.hpp"
+#include "tool_support.hpp"
 
 namespace {
 
@@ -34,25 +35,6 @@ struct GenerateOptions {
   std::string device = "cpu";
 };
 
-std::vector<int64_t> parse_ids(const std::string& text) {
-  std::vector<int64_t> ids;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    size_t used = 0;
-    int64_t v = 0;
-    try {
-      v = std::stoll(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || item.find_first_not_of(" \t", used) != std::string::npos)
-      throw dots1::InputError("--ids: '" + item + "' is not an integer (expected a comma-separated list such as 1,2,3)");
-    ids.push_back(v);
-  }
-  if (ids.empty()) throw dots1::InputError("--ids: no ids given");
-  return ids;
-}
 
 void generate_on_this_rank(const GenerateOptions& o, const std::shared_ptr<const dots1::Parallel>& par);
 
@@ -87,7 +69,7 @@ void generate_on_this_rank(const GenerateOptions& o, const std::shared_ptr<const
     for (int32_t id : tokenizer->encode(o.prompt)) prompt.push_back(id);
     if (prompt.empty()) throw dots1::InputError("--prompt: the text encodes to no tokens");
   } else {
-    prompt = parse_ids(o.ids);
+    prompt = dots1_cli::parse_int_list(o.ids, "--ids");
   }
 
   std::optional<dots1::DecodeStream> text;

@@ -19,6 +19,7 @@
 
 #include "commands.hpp"
 #include "load_model.hpp"
+#include "tool_support.hpp"
 
 namespace {
 
@@ -28,32 +29,13 @@ struct TraceOptions {
   std::vector<std::string> zero_heads, zero_experts, forbid_experts, force_experts;
 };
 
-std::vector<int64_t> parse_list(const std::string& text, const std::string& option) {
-  std::vector<int64_t> out;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    size_t used = 0;
-    int64_t v = 0;
-    try {
-      v = std::stoll(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || item.find_first_not_of(" \t", used) != std::string::npos)
-      throw dots1::InputError(option + ": '" + item + "' is not an integer (expected a comma-separated list such as 1,2,3)");
-    out.push_back(v);
-  }
-  if (out.empty()) throw dots1::InputError(option + ": no values given");
-  return out;
-}
 
 /// "L:X" (or "L:X,Y,..." when `many`) -> (L, [X, ...]).
 std::pair<int64_t, std::vector<int64_t>> parse_pair(const std::string& text, const std::string& option, bool many) {
   const auto colon = text.find(':');
   if (colon == std::string::npos) throw dots1::InputError(option + ": '" + text + "' is not LAYER:" + (many ? "E1,E2,..." : "INDEX"));
-  const auto layer = parse_list(text.substr(0, colon), option);
-  auto rest = parse_list(text.substr(colon + 1), option);
+  const auto layer = dots1_cli::parse_int_list(text.substr(0, colon), option);
+  auto rest = dots1_cli::parse_int_list(text.substr(colon + 1), option);
   if (layer.size() != 1 || (!many && rest.size() != 1))
     throw dots1::InputError(option + ": '" + text + "' is not LAYER:" + (many ? "E1,E2,..." : "INDEX"));
   return {layer[0], std::move(rest)};
@@ -68,7 +50,7 @@ void run_trace(const TraceOptions& o) {
     for (int32_t id : tokenizer->encode(o.prompt)) ids.push_back(id);
     if (ids.empty()) throw dots1::InputError("--prompt: the text encodes to no tokens");
   } else {
-    ids = parse_list(o.ids, "--ids");
+    ids = dots1_cli::parse_int_list(o.ids, "--ids");
   }
 
   dots1::Intervention edit;
@@ -91,7 +73,7 @@ void run_trace(const TraceOptions& o) {
   dots1::RecorderOptions ro;
   ro.residual = !o.no_residual;
   ro.attention = !o.no_attention;
-  if (!o.layers.empty()) ro.layers = parse_list(o.layers, "--layers");
+  if (!o.layers.empty()) ro.layers = dots1_cli::parse_int_list(o.layers, "--layers");
   dots1::Recorder recorder(ro);
 
   auto model = dots1_cli::load_cpu_model(o.model);

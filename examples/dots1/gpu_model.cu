@@ -2,6 +2,7 @@
 // (dots1::GpuModel = Dots1ForCausalLM<ThrustBackend<float>>, Thrust on the CUDA device system, cuBLAS).
 // Compiled by nvcc only when DOTS1_ENABLE_CUDA is ON (examples/CMakeLists.txt).
 #include "gpu_model.hpp"
+#include "tool_support.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -32,30 +33,6 @@ void synchronize() { dots1::thrust_detail::cuda::check(cudaDeviceSynchronize(), 
 
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-/// Every tensor of `inner` generated up front on `threads` threads, then served to the loader.
-class PreloadedWeights final : public dots1::WeightSource {
- public:
-  PreloadedWeights(const dots1::WeightSource& inner, int threads) : inner_(inner) {
-    const std::vector<std::string> names = inner.names();
-    std::vector<dots1::TensorView> views(names.size());
-    std::vector<std::thread> pool;
-    const int n = std::max(1, threads);
-    for (int w = 0; w < n; ++w)
-      pool.emplace_back([&, w] {
-        for (size_t i = static_cast<size_t>(w); i < names.size(); i += static_cast<size_t>(n)) views[i] = inner.get(names[i]);
-      });
-    for (auto& t : pool) t.join();
-    for (size_t i = 0; i < names.size(); ++i) views_.emplace(names[i], std::move(views[i]));
-  }
-  bool contains(const std::string& name) const override { return views_.count(name) != 0; }
-  dots1::TensorView get(const std::string& name) const override { return views_.at(name); }
-  std::vector<std::string> names() const override { return inner_.names(); }
-  std::string describe() const override { return inner_.describe(); }
-
- private:
-  const dots1::WeightSource& inner_;
-  std::map<std::string, dots1::TensorView> views_;
-};
 
 class CudaModel final : public Model {
  public:
@@ -161,7 +138,7 @@ std::unique_ptr<Model> Model::random(const dots1::Dots1Config& config, uint64_t 
   const size_t before = device_used_bytes();
   GModel model = [&] {
     const dots1::RandomWeights random(dots1::model_tensor_shapes(config), seed, format);
-    return GModel(config, PreloadedWeights(random, threads));
+    return GModel(config, dots1_cli::PreloadedWeights(random, threads));
   }();
   synchronize();
   return std::make_unique<CudaModel>(std::move(model), device_used_bytes() - before);

@@ -1,0 +1,66 @@
+// Small pieces shared by the dots1 tool's commands (host code only, so that the nvcc-compiled
+// gpu_model.cu can include it too).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <map>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <dots1/error.hpp>
+#include <dots1/io/checkpoint.hpp>
+
+namespace dots1_cli {
+
+/// "1,2,3" -> {1, 2, 3}; InputError naming `option` for a non-integer item or an empty list.
+inline std::vector<int64_t> parse_int_list(const std::string& text, const std::string& option) {
+  std::vector<int64_t> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    size_t used = 0;
+    int64_t v = 0;
+    try {
+      v = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || item.find_first_not_of(" \t", used) != std::string::npos)
+      throw dots1::InputError(option + ": '" + item + "' is not an integer (expected a comma-separated list such as 1,2,3)");
+    out.push_back(v);
+  }
+  if (out.empty()) throw dots1::InputError(option + ": no values given");
+  return out;
+}
+
+/// Every tensor of `inner` generated up front on `threads` threads (random weights: ~20 s on one core for the
+/// bench config), then served to the model's loader; holds nothing once the model is built.
+class PreloadedWeights final : public dots1::WeightSource {
+ public:
+  PreloadedWeights(const dots1::WeightSource& inner, int threads) : inner_(inner) {
+    const std::vector<std::string> names = inner.names();
+    std::vector<dots1::TensorView> views(names.size());
+    const size_t n = static_cast<size_t>(std::max(1, threads));
+    {
+      std::vector<std::jthread> pool;
+      for (size_t w = 0; w < n; ++w)
+        pool.emplace_back([&, w] {
+          for (size_t i = w; i < names.size(); i += n) views[i] = inner.get(names[i]);
+        });
+    }
+    for (size_t i = 0; i < names.size(); ++i) views_.emplace(names[i], std::move(views[i]));
+  }
+  bool contains(const std::string& name) const override { return views_.count(name) != 0; }
+  dots1::TensorView get(const std::string& name) const override { return views_.at(name); }
+  std::vector<std::string> names() const override { return inner_.names(); }
+  std::string describe() const override { return inner_.describe(); }
+
+ private:
+  const dots1::WeightSource& inner_;
+  std::map<std::string, dots1::TensorView> views_;
+};
+
+}  // namespace dots1_cli
