@@ -1,6 +1,9 @@
 // Generation pieces that need no model: the logits processors against HF's on saved score vectors
 // (tests/fixtures/generation/processors.*, made by tests/make_generation_fixtures.py), the sampler's
 // reproducibility and distribution (chi-square), and GenerationConfig: JSON, defaults, length rules, errors.
+// Built again against the Thrust backend (DOTS1_TEST_THRUST: OpenMP device system here, CUDA on a GPU), it
+// also runs the processors and the token choice on the device (ThrustTokenSelector) against HF's fixtures
+// and against the host pipeline.
 #define BOOST_TEST_MODULE generation_options
 #include <boost/test/unit_test.hpp>
 
@@ -10,6 +13,10 @@
 
 #include <dots1/generation.hpp>
 #include <dots1/io/safetensors.hpp>
+#if defined(DOTS1_TEST_THRUST)
+#include <cstring>
+#include <dots1/backend/thrust/token_selection.hpp>
+#endif
 
 #include "../support/fixtures.hpp"
 
@@ -54,9 +61,10 @@ dots1::ResolvedGenerationConfig resolved(const std::string& json, int64_t prompt
   return dots1::resolve(dots1::GenerationConfig::from_json(nlohmann::json::parse(json)), prompt, max_pos, vocab);
 }
 
-}  // namespace
-
-BOOST_AUTO_TEST_CASE(processors_match_hf_exactly) {
+/// Runs every case of processors.json through `apply(spec, row, ids, r)` (one processor on one row's
+/// float32 scores) and compares with HF's output: the same kept set, kept scores within 1e-6.
+template <class Apply>
+void check_processors_against_hf(const Apply& apply) {
   const auto dir = fixtures_dir() / "generation";
   const auto cases = read_json(dir / "processors.json")["cases"];
   const auto file = dots1::SafetensorsFile::open(dir / "processors.safetensors");
@@ -73,7 +81,7 @@ BOOST_AUTO_TEST_CASE(processors_match_hf_exactly) {
     for (int64_t r = 0; r < R; ++r) {
       std::vector<float> row(scores.begin() + r * V, scores.begin() + (r + 1) * V);
       const std::span<const int64_t> row_ids(ids.data() + r * L, static_cast<size_t>(L));
-      for (const auto& spec : c["processors"]) apply_spec(spec, row, row_ids, r);
+      for (const auto& spec : c["processors"]) apply(spec, row, row_ids, r);
       for (int64_t v = 0; v < V; ++v) {
         const float a = row[static_cast<size_t>(v)], b = want[static_cast<size_t>(r * V + v)];
         const bool a_kept = a != dots1::logits::kFiltered, b_kept = b != dots1::logits::kFiltered;
@@ -86,6 +94,149 @@ BOOST_AUTO_TEST_CASE(processors_match_hf_exactly) {
     BOOST_TEST(worst <= 1e-6, name << ": max |diff| " << worst);
   }
 }
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(processors_match_hf_exactly) {
+  check_processors_against_hf([](const nlohmann::json& spec, std::vector<float>& row, std::span<const int64_t> ids, int64_t r) {
+    apply_spec(spec, row, ids, r);
+  });
+}
+
+#if defined(DOTS1_TEST_THRUST)
+// ---- the same processors and token choice where the Thrust backend keeps the logits (on the device)
+
+namespace {
+
+/// Applies one processor spec of processors.json with ThrustTokenSelector's pieces on a device copy of the row.
+void apply_spec_on_backend(const nlohmann::json& spec, std::vector<float>& row, std::span<const int64_t> ids, int64_t r) {
+  const auto V = static_cast<int64_t>(row.size());
+  dots1::ThrustTokenSelector sel(dots1::ResolvedGenerationConfig{}, V);
+  sel.load(thrust::device_vector<float>(row.begin(), row.end()));
+  const std::string type = spec["type"];
+  if (type == "repetition_penalty") {
+    const int64_t skip = spec["prompt_ignore_length"].is_null() ? 0 : spec["prompt_ignore_length"][static_cast<size_t>(r)].get<int64_t>();
+    sel.repetition_penalty(0, ids.subspan(static_cast<size_t>(skip)), spec["penalty"].get<double>());
+  } else if (type == "temperature") {
+    sel.temperature(0, spec["value"].get<double>());
+  } else if (type == "top_k") {
+    sel.top_k(0, spec["value"].get<int64_t>());
+  } else if (type == "top_p") {
+    sel.top_p(0, spec["value"].get<double>());
+  } else if (type == "min_p") {
+    sel.min_p(0, spec["value"].get<double>());
+  } else if (type == "min_length" || type == "min_new_tokens") {
+    const auto eos = spec["eos"].get<std::vector<int64_t>>();
+    const int64_t length = static_cast<int64_t>(ids.size()) - (type == "min_new_tokens" ? spec["prompt_length"].get<int64_t>() : 0);
+    if (length < spec["value"].get<int64_t>()) sel.filter_ids(0, eos);
+  } else {
+    BOOST_FAIL("unknown processor type " << type);
+  }
+  row = sel.scores(0);
+}
+
+/// Random score rows with what makes selection hard: ties at the top, -inf tokens, a narrow and a flat
+/// distribution.
+std::vector<float> hard_rows(int64_t rows, int64_t V, uint64_t seed) {
+  std::mt19937_64 g(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> s(static_cast<size_t>(rows * V));
+  for (int64_t r = 0; r < rows; ++r) {
+    float* row = s.data() + r * V;
+    const float scale = r % 3 == 0 ? 8.0f : r % 3 == 1 ? 2.0f : 0.25f;
+    for (int64_t v = 0; v < V; ++v) row[v] = scale * normal(g);
+    if (r % 4 == 1) {  // a tie for the maximum, the later index first in the row
+      const auto top = *std::max_element(row, row + V);
+      row[V / 3] = row[V / 2] = top + 1.0f;
+    }
+    if (r % 5 == 2)
+      for (int64_t v = 0; v < V; v += 7) row[v] = dots1::logits::kFiltered;
+  }
+  return s;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(backend_processors_match_hf_exactly) { check_processors_against_hf(apply_spec_on_backend); }
+
+BOOST_AUTO_TEST_CASE(backend_selection_equals_the_host_pipeline) {
+  // Every option set, on the same rows, histories and random stream: the same processed scores (bit for
+  // bit) and the same tokens as LogitsPipeline + argmax_token / sample_token.
+  const int64_t rows = 12, V = 3001, L = 9;
+  const auto logits = hard_rows(rows, V, 77);
+  std::vector<std::vector<int64_t>> sequences(static_cast<size_t>(rows));
+  std::vector<int64_t> ignore(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < L; ++i) sequences[static_cast<size_t>(r)].push_back((r * 131 + i * 977) % V);
+    sequences[static_cast<size_t>(r)].push_back(V + 5);  // out of the vocabulary: skipped, as HF
+    ignore[static_cast<size_t>(r)] = r % 3;
+  }
+  const char* option_sets[] = {
+      R"({})",
+      R"({"repetition_penalty": 1.3, "eos_token_id": [5, 17], "min_new_tokens": 4})",
+      R"({"do_sample": true})",
+      R"({"do_sample": true, "top_k": 0, "temperature": 0.7, "top_p": 0.9})",
+      R"({"do_sample": true, "top_k": 0, "top_p": 0.5, "min_p": 0.05, "repetition_penalty": 0.8})",
+      R"({"do_sample": true, "top_k": 1})",
+      R"({"do_sample": true, "top_k": 7, "temperature": 1.6, "top_p": 0.3})",
+      R"({"do_sample": true, "top_k": 0, "temperature": 2.5})",
+      R"({"do_sample": true, "top_k": 0, "min_p": 0.3})",
+  };
+  const thrust::device_vector<float> device_logits(logits.begin(), logits.end());
+  for (const char* json : option_sets) {
+    BOOST_TEST_CONTEXT(json) {
+      const auto rc = resolved(json, L + 1, 1024, V);
+      dots1::ThrustTokenSelector selector(rc, V);
+      for (uint64_t seed : {1u, 2u, 3u}) {
+        dots1::SamplingRng device_rng(seed), host_rng(seed);
+        const auto tokens = selector.select(device_logits, rows, std::span<const std::vector<int64_t>>(sequences),
+                                            std::span<const int64_t>(ignore), device_rng);
+        const dots1::LogitsPipeline pipeline(rc);
+        for (int64_t r = 0; r < rows; ++r) {
+          std::vector<float> row(logits.begin() + r * V, logits.begin() + (r + 1) * V);
+          pipeline(row, sequences[static_cast<size_t>(r)], ignore[static_cast<size_t>(r)]);
+          const int64_t want = rc.do_sample ? dots1::sample_token(row, host_rng) : dots1::argmax_token(row);
+          BOOST_TEST(tokens[static_cast<size_t>(r)] == want, "row " << r << " seed " << seed);
+          const auto processed = selector.scores(r);
+          size_t differ = 0;
+          for (int64_t v = 0; v < V; ++v) differ += std::memcmp(&processed[static_cast<size_t>(v)], &row[static_cast<size_t>(v)], sizeof(float)) != 0;
+          BOOST_TEST(differ == 0u, "row " << r << ": " << differ << " processed scores differ from the host's");
+        }
+      }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(backend_selection_errors_match_the_host) {
+  const int64_t V = 64;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<std::vector<int64_t>> seq = {{1, 2}};
+  const std::vector<int64_t> ignore = {0};
+  dots1::SamplingRng rng(1);
+  {  // greedy over NaN only
+    dots1::ThrustTokenSelector sel(resolved("{}", 2, 64, V), V);
+    const thrust::device_vector<float> all_nan(static_cast<size_t>(V), nan);
+    BOOST_CHECK_EXCEPTION(sel.select(all_nan, 1, seq, ignore, rng), dots1::GenerationError, [](const auto& e) {
+      return std::string(e.what()).find("every next-token score is NaN") != std::string::npos;
+    });
+    // NaN never wins; the first of the largest does
+    std::vector<float> some(static_cast<size_t>(V), 1.0f);
+    some[3] = nan, some[10] = 4.0f, some[40] = 4.0f;
+    BOOST_TEST(sel.select(thrust::device_vector<float>(some.begin(), some.end()), 1, seq, ignore, rng)[0] == 10);
+  }
+  {  // sampling with every token filtered
+    dots1::ThrustTokenSelector sel(resolved(R"({"do_sample": true})", 2, 64, V), V);
+    const thrust::device_vector<float> filtered(static_cast<size_t>(V), dots1::logits::kFiltered);
+    BOOST_CHECK_EXCEPTION(sel.select(filtered, 1, seq, ignore, rng), dots1::GenerationError, [](const auto& e) {
+      return std::string(e.what()).find("no token has a finite score") != std::string::npos;
+    });
+  }
+  {  // logits of the wrong size
+    dots1::ThrustTokenSelector sel(resolved("{}", 2, 64, V), V);
+    BOOST_CHECK_THROW(sel.select(thrust::device_vector<float>(static_cast<size_t>(V - 1)), 1, seq, ignore, rng), dots1::InputError);
+  }
+}
+#endif
 
 BOOST_AUTO_TEST_CASE(pipeline_order_is_hf_order) {
   // The repetition penalty acts before the sampling warpers: it must be able to push a repeated token out

@@ -18,7 +18,8 @@
 // it in its row) are checked only against kFlippedTolerance (one of top_k contributions swapped), as in
 // test_bf16.cpp; the messages count them.
 // The embedded model (examples/models/kjv-tiny, stored in bf16) then generates greedily on both backends:
-// the tokens must be identical (and equal HF's, tests/fixtures/kjv_tiny/greedy.json).
+// the tokens must be identical (and equal HF's, tests/fixtures/kjv_tiny/greedy.json); and samples from a
+// left-padded batch with every processor on: the device's token choice gives the CPU's tokens for a seed.
 #define BOOST_TEST_MODULE thrust_bf16
 #include <boost/test/unit_test.hpp>
 
@@ -262,6 +263,47 @@ BOOST_AUTO_TEST_CASE(embedded_model_greedy_tokens_equal_the_cpu) {
         size_t same = 0;
         while (same < r.sequences[0].size() && r.sequences[0][same] == a.sequences[0][same]) ++same;
         BOOST_TEST_MESSAGE("  rounded activations: first " << same << " of " << a.sequences[0].size() << " tokens equal the CPU's");
+      }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(embedded_model_sampled_tokens_equal_the_cpu) {
+  // Sampling with every processor on, a left-padded batch of two prompts: the Thrust backend chooses the
+  // tokens on the device (ThrustTokenSelector), the CPU on the host, from the same seed: the same tokens.
+  const auto dir = fixtures_dir() / ".." / ".." / "examples" / "models" / "kjv-tiny";
+  using PlainCpu = dots1::Dots1ForCausalLM<dots1::EigenBackend<float>>;
+  using PlainGpu = dots1::Dots1ForCausalLM<Thrust>;
+  auto cpu = PlainCpu::from_pretrained(dir);
+  auto gpu = PlainGpu::from_pretrained(dir);
+  const auto tok = dots1::Tokenizer::from_folder(dir);
+  auto options = dots1::GenerationConfig::for_checkpoint(dir, cpu.config());
+  options.do_sample = true;
+  options.max_new_tokens = 40;
+  options.repetition_penalty = 1.1;
+  const int64_t pad = options.pad_token_id ? *options.pad_token_id : options.eos_token_id.at(0);
+  std::vector<std::vector<int64_t>> prompts;
+  for (const char* p : {"And God said unto Moses,", "In the beginning"}) {
+    const auto ids = tok.encode(p);
+    prompts.emplace_back(ids.begin(), ids.end());
+  }
+  const auto input = dots1::GenerationInput::left_padded(prompts, pad);
+  struct Warpers {
+    double temperature;
+    int64_t top_k;
+    double top_p;
+    std::optional<double> min_p;
+  };
+  for (const Warpers& w : {Warpers{0.8, 40, 0.95, std::nullopt}, Warpers{1.3, 0, 1.0, 0.02}, Warpers{1.0, 50, 0.7, std::nullopt}}) {
+    auto o = options;
+    o.temperature = w.temperature, o.top_k = w.top_k, o.top_p = w.top_p, o.min_p = w.min_p;
+    for (uint64_t seed : {7u, 8u}) {
+      o.seed = seed;
+      const auto a = dots1::generate(cpu, input, o);
+      const auto b = dots1::generate(gpu, input, o);
+      BOOST_TEST_CONTEXT("temperature " << w.temperature << " top_k " << w.top_k << " top_p " << w.top_p << " seed " << seed) {
+        for (size_t r = 0; r < prompts.size(); ++r) BOOST_TEST(b.sequences[r] == a.sequences[r], boost::test_tools::per_element());
+        BOOST_TEST_MESSAGE("  seed " << seed << ": " << tok.decode(std::vector<int32_t>(a.sequences[0].begin() + a.prompt_length, a.sequences[0].end()), true));
       }
     }
   }

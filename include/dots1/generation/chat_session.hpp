@@ -70,7 +70,8 @@ class ChatSession {
     messages_.push_back({"user", user});
     rendered_ = format_.render(messages_, true);
     const ResolvedGenerationConfig rc = resolve(options_, used + static_cast<int64_t>(turn.size()), context, model_.config().vocab_size);
-    const LogitsPipeline processors(rc);
+    detail::NextTokenChooser<Model> chooser(model_, rc);
+    const int64_t no_pads = 0;
     // Feed the new turn (one prefill of just these tokens), then one token per step. The answer ends at a
     // stop token, at max_new_tokens, or one token before the context is full (room for the end token).
     const int64_t limit = std::min(rc.max_length, context - 1);
@@ -78,11 +79,9 @@ class ChatSession {
     std::vector<int32_t> answer;
     DecodeStream stream(tok_, /*skip_special=*/true);
     while (true) {
-      const auto logits = step(feed);
+      step(chooser, feed);
       if (static_cast<int64_t>(tokens_.size()) >= limit) break;
-      std::vector<float> scores(logits.end() - model_.config().vocab_size, logits.end());
-      processors(scores, tokens_, 0);
-      const int64_t next = rc.do_sample ? sample_token(scores, rng_) : argmax_token(scores);
+      const int64_t next = chooser.choose(std::span<const std::vector<int64_t>>(&tokens_, 1), std::span<const int64_t>(&no_pads, 1), rng_)[0];
       if (std::find(stops_.begin(), stops_.end(), next) != stops_.end()) break;
       answer.push_back(static_cast<int32_t>(next));
       if (on_text)
@@ -91,7 +90,7 @@ class ChatSession {
     }
     // Close the turn in the cache as the format renders it: the format's end-of-answer token (whichever stop
     // token the model chose, or none when the length ran out).
-    step({stops_.front()});
+    step(chooser, {stops_.front()});
     const std::string text = tok_.decode(answer, /*skip_special=*/true);
     messages_.push_back({"assistant", text});
     rendered_ = format_.render(messages_, false);
@@ -106,13 +105,12 @@ class ChatSession {
   int64_t cached_tokens() const { return cache_->seq_length(); }
 
  private:
-  /// Feeds `ids` through the cache; returns the logits of the last position.
-  std::vector<float> step(const std::vector<int64_t>& ids) {
+  /// Feeds `ids` through the cache; `chooser` keeps the logits of the last position.
+  void step(detail::NextTokenChooser<Model>& chooser, const std::vector<int64_t>& ids) {
     ForwardInput in = ForwardInput::from_ids({ids});
     in.logits_to_keep = 1;
-    auto out = model_.forward(in, cache_);
+    chooser.forward(in, cache_);
     tokens_.insert(tokens_.end(), ids.begin(), ids.end());
-    return std::vector<float>(out.logits.values.begin(), out.logits.values.end());
   }
 
   Model& model_;

@@ -16,6 +16,9 @@
 //                  otherwise extended by a 1 per step
 //   stop           a row finishes when its last token is an eos id, and from then on receives pad_token_id;
 //                  every row stops at max_length; the loop ends when every row has finished
+//   token choice   HF's processors, then argmax or a draw: on the host (LogitsPipeline, sample_token), or
+//                  where the logits are when the model's backend has a TokenSelector (the Thrust backend:
+//                  on the device, backend/thrust/token_selection.hpp); the same rules and random stream
 #pragma once
 
 #include <chrono>
@@ -26,6 +29,7 @@
 #include <random>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -45,6 +49,16 @@ concept CausalLanguageModel = requires(M& m, const M& cm, const ForwardInput& in
   { cm.config() } -> std::convertible_to<const Dots1Config&>;
   { cm.make_cache(batch) } -> std::convertible_to<typename M::Cache>;
   { m.forward(in, std::shared_ptr<typename M::Cache>{}).logits.values };
+};
+
+/// Models whose backend chooses tokens where the logits are (the Thrust backend: on the device): each step
+/// then copies B token ids to the host instead of [B, vocab] logits. Same selection rules and random
+/// stream as the host path (see backend/thrust/token_selection.hpp).
+template <class M>
+concept SelectsTokensOnBackend = CausalLanguageModel<M> && requires(const M& cm, const ForwardInput& in, typename M::Cache& cache,
+                                                                    typename M::backend::TokenSelector& selector, SamplingRng& rng,
+                                                                    std::span<const std::vector<int64_t>> sequences, std::span<const int64_t> ignore) {
+  { selector.select(cm.forward_last_logits(in, cache), in.batch, sequences, ignore, rng) } -> std::same_as<std::vector<int64_t>>;
 };
 
 /// The prompts: one sequence, or a batch left-padded to a common length with its attention mask.
@@ -84,8 +98,8 @@ struct GenerationOutput {
   std::vector<int64_t> num_generated;
   int64_t steps = 0;                // tokens appended to every row
   int64_t prompt_tokens = 0;        // real (unpadded) prompt tokens over all rows
-  double prefill_seconds = 0;       // the prompt's forward
-  double decode_seconds = 0;        // everything after it: token selection and the one-token forwards
+  double prefill_seconds = 0;       // the prompt's forward and the choice of the first token
+  double decode_seconds = 0;        // everything after it: the one-token forwards and their token choices
   int64_t decode_forwards = 0;      // one-token forwards (steps - 1)
 
   /// Row `b`'s new tokens, its eos included, without the pads that follow.
@@ -137,6 +151,73 @@ inline std::vector<int64_t> infer_attention_mask(const std::vector<int64_t>& ids
   return mask;
 }
 
+/// What a SelectsTokensOnBackend model's chooser holds: its backend's selector and a pointer to the
+/// logits in backend memory.
+template <class Model, bool = SelectsTokensOnBackend<Model>>
+struct BackendSelection {
+  struct Selector {};
+  using Logits = void;
+};
+template <class Model>
+struct BackendSelection<Model, true> {
+  using Selector = typename Model::backend::TokenSelector;
+  using Logits = typename Model::backend::Vector;
+};
+
+/// One call's way from a forward to each row's next token: HF's processors and then greedy or a draw,
+/// on the host, or where the logits are for SelectsTokensOnBackend models. Used by generate() and
+/// ChatSession. `in` must ask for the last position's logits only (logits_to_keep = 1).
+template <class Model>
+class NextTokenChooser {
+ public:
+  NextTokenChooser(Model& model, const ResolvedGenerationConfig& rc) : model_(model), rc_(rc), process_(rc) {
+    if constexpr (on_backend) selector_ = std::make_unique<Selector>(rc, model.config().vocab_size);
+  }
+
+  /// The forward of `in` through `cache`.
+  void forward(const ForwardInput& in, const std::shared_ptr<typename Model::Cache>& cache) {
+    rows_ = in.batch;
+    if constexpr (on_backend)
+      backend_logits_ = &model_.forward_last_logits(in, *cache);
+    else
+      logits_ = model_.forward(in, cache).logits.values;  // [rows, 1, V]
+  }
+
+  /// Each row's next token from the last forward. `sequences[r]`: row r so far (its padded prompt and what
+  /// it generated); `ignore[r]`: its leading pads (which the repetition penalty skips).
+  std::vector<int64_t> choose(std::span<const std::vector<int64_t>> sequences, std::span<const int64_t> ignore, SamplingRng& rng) {
+    if constexpr (on_backend) {
+      return selector_->select(*backend_logits_, rows_, sequences, ignore, rng);
+    } else {
+      const int64_t V = model_.config().vocab_size;
+      std::vector<int64_t> chosen(static_cast<size_t>(rows_));
+      scores_.resize(static_cast<size_t>(V));
+      for (int64_t b = 0; b < rows_; ++b) {
+        const auto ub = static_cast<size_t>(b);
+        for (int64_t v = 0; v < V; ++v) scores_[static_cast<size_t>(v)] = static_cast<float>(logits_[static_cast<size_t>(b * V + v)]);
+        process_(scores_, sequences[ub], ignore[ub]);
+        chosen[ub] = rc_.do_sample ? sample_token(scores_, rng) : argmax_token(scores_);
+      }
+      return chosen;
+    }
+  }
+
+ private:
+  static constexpr bool on_backend = SelectsTokensOnBackend<Model>;
+  using Selector = typename BackendSelection<Model>::Selector;
+  using HostLogits = std::remove_cvref_t<decltype(std::declval<Model&>().forward(std::declval<const ForwardInput&>(),
+                                                                                   std::shared_ptr<typename Model::Cache>{}).logits.values)>;
+
+  Model& model_;
+  ResolvedGenerationConfig rc_;
+  LogitsPipeline process_;
+  std::unique_ptr<Selector> selector_;
+  const typename BackendSelection<Model>::Logits* backend_logits_ = nullptr;
+  HostLogits logits_;
+  std::vector<float> scores_;
+  int64_t rows_ = 0;
+};
+
 }  // namespace detail
 
 template <CausalLanguageModel Model>
@@ -182,22 +263,24 @@ GenerationOutput generate(Model& model, const GenerationInput& input, const Gene
   in.logits_to_keep = LogitsToKeep(int64_t{1});
   in.use_cache = true;
 
-  const LogitsPipeline process(rc);
   SamplingRng rng(rc.seed ? *rc.seed : std::random_device{}());
   std::vector<char> running(static_cast<size_t>(B), 1);
-  std::vector<int64_t> last_position(static_cast<size_t>(B)), next(static_cast<size_t>(B));
+  std::vector<int64_t> last_position(static_cast<size_t>(B)), next(static_cast<size_t>(B)), chosen(static_cast<size_t>(B));
   for (int64_t b = 0; b < B; ++b) last_position[static_cast<size_t>(b)] = positions[static_cast<size_t>(b * S + S - 1)];
-  std::vector<float> scores(static_cast<size_t>(V));
+
+  detail::NextTokenChooser<Model> chooser(model, rc);
+  auto forward_and_choose = [&]() {
+    chooser.forward(in, cache);
+    chosen = chooser.choose(out.sequences, ignore, rng);
+  };
 
   const auto t0 = clock::now();
-  auto logits = model.forward(in, cache).logits.values;  // [B, 1, V]
+  forward_and_choose();
   const auto t1 = clock::now();
   for (;;) {
     for (int64_t b = 0; b < B; ++b) {
       const auto ub = static_cast<size_t>(b);
-      for (int64_t v = 0; v < V; ++v) scores[static_cast<size_t>(v)] = static_cast<float>(logits[static_cast<size_t>(b * V + v)]);
-      process(scores, out.sequences[ub], ignore[ub]);
-      int64_t token = rc.do_sample ? sample_token(scores, rng) : argmax_token(scores);
+      int64_t token = chosen[ub];
       if (!rc.eos.empty() && !running[ub]) token = *rc.pad;  // finished rows are padded (only with an eos, as HF)
       next[ub] = token;
       out.sequences[ub].push_back(token);
@@ -232,7 +315,7 @@ GenerationOutput generate(Model& model, const GenerationInput& input, const Gene
     }
     in.position_ids.resize(static_cast<size_t>(B));
     for (int64_t b = 0; b < B; ++b) in.position_ids[static_cast<size_t>(b)] = ++last_position[static_cast<size_t>(b)];
-    logits = model.forward(in, cache).logits.values;
+    forward_and_choose();
     ++out.decode_forwards;
   }
   out.prefill_seconds = std::chrono::duration<double>(t1 - t0).count();

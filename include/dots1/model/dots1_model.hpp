@@ -674,6 +674,28 @@ class Dots1ForCausalLM {
     return out;
   }
 
+  /// generate()'s step when tokens are chosen where the logits are (backend/thrust/token_selection.hpp):
+  /// the forward of `in` through `cache` with the logits of each row's last position only (logits_to_keep
+  /// = 1), left in backend memory as [batch, V] (the cache's workspace: valid until its next forward).
+  /// Nothing is copied to the host; hidden states, attentions and the loss are not computed, whatever `in`
+  /// asks.
+  const typename B::Vector& forward_last_logits(const ForwardInput& in, Cache& cache) const {
+    const int64_t Bn = in.batch, S = in.seq, H = config().hidden_size;
+    auto& work = cache.workspace();
+    model_.forward(in, cache, true, work.hidden, nullptr, nullptr);
+    const typename B::Vector* last = &work.hidden;
+    if (S > 1) {
+      std::vector<int64_t> rows(static_cast<size_t>(Bn));
+      for (int64_t b = 0; b < Bn; ++b) rows[static_cast<size_t>(b)] = b * S + S - 1;
+      B::gather_rows(work.hidden, H, B::upload(std::span<const int64_t>(rows)), work.selected);
+      last = &work.selected;
+    }
+    lm_head(*last, Bn, work.logits);
+    // a vocabulary-split head: the slices gathered from the group (on the host) and put back
+    if (lm_head_weight_.rows != config().vocab_size) work.logits = B::upload(std::span<const T>(all_logits(work.logits, Bn)));
+    return work.logits;
+  }
+
  private:
   Dots1ForCausalLM(const Dots1Config& c, WeightReader&& r)
       : model_(c, r), lm_head_weight_(load_head(c, r)), parallel_(r.parallel_ptr()), weight_bytes_(r.held_bytes()) {

@@ -60,6 +60,7 @@
 #include "dots1/io/safetensors.hpp"
 #include "dots1/kernels/portable.hpp"
 #include "dots1/model/backend_concept.hpp"
+#include "dots1/backend/thrust/token_selection.hpp"
 
 #if THRUST_DEVICE_SYSTEM == THRUST_DEVICE_SYSTEM_CUDA
 #define DOTS1_THRUST_CUDA 1
@@ -347,6 +348,8 @@ struct ThrustBackend {
   using IndexVector = thrust::device_vector<int32_t>;
   using Int64Vector = thrust::device_vector<int64_t>;
   static constexpr const char* name = DOTS1_THRUST_CUDA ? "thrust-cuda" : "thrust";
+  /// generate() chooses tokens on the device: the logits never leave it (token_selection.hpp).
+  using TokenSelector = ThrustTokenSelector;
   /// bf16 weights stay bf16 on the device with float compute; double compute converts everything.
   static constexpr bool keeps_bf16 = std::is_same_v<T, float>;
   /// Products over bf16 weights with at most this many rows (at most 8) use float32 activations (the
