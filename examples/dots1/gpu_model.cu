@@ -1,6 +1,7 @@
-// gpu_model.hpp on CUDA: the one translation unit of the dots1 tool that instantiates the GPU model
-// (dots1::GpuModel = Dots1ForCausalLM<ThrustBackend<float>>, Thrust on the CUDA device system, cuBLAS).
-// Compiled by nvcc only when DOTS1_ENABLE_CUDA is ON (examples/CMakeLists.txt).
+// gpu_model.hpp on CUDA: the dots1 tool's CUDA plugin, libdots1-cuda.so, the one translation unit that
+// instantiates the GPU model (dots1::GpuModel = Dots1ForCausalLM<ThrustBackend<float>>, Thrust on the CUDA
+// device system, cuBLAS). Compiled by nvcc only when DOTS1_ENABLE_CUDA is ON (examples/CMakeLists.txt) and
+// loaded by the tool on first use of --device cuda (gpu_model_loader.cpp).
 #include "gpu_model.hpp"
 #include "tool_support.hpp"
 
@@ -79,8 +80,7 @@ class CudaModel final : public Model {
     for (size_t at = 0; at < ids.size(); at += static_cast<size_t>(ubatch)) {
       const size_t end = std::min(ids.size(), at + static_cast<size_t>(ubatch));
       auto in = dots1::ForwardInput::from_ids({std::vector<int64_t>(ids.begin() + static_cast<std::ptrdiff_t>(at), ids.begin() + static_cast<std::ptrdiff_t>(end))});
-      in.logits_to_keep = dots1::LogitsToKeep(int64_t{1});
-      model_.forward(in, cache_);
+      model_.forward_last_logits(in, *cache_);  // as generate()'s prefill: the last position's logits, on the device
     }
     synchronize();
     return since(t0);
@@ -91,11 +91,16 @@ class CudaModel final : public Model {
     in.batch = 1;
     in.seq = 1;
     in.input_ids = {0};
+    // each step as generate()'s greedy step: the forward, then the token chosen on the device (8 bytes back)
+    dots1::ThrustTokenSelector greedy(dots1::ResolvedGenerationConfig{}, model_.config().vocab_size);
+    dots1::SamplingRng rng(0);
+    const std::vector<std::vector<int64_t>> history(1);
+    const std::vector<int64_t> no_pads = {0};
     synchronize();
     const auto t0 = Clock::now();
     for (int64_t id : ids) {
       in.input_ids[0] = id;
-      model_.forward(in, cache_);  // the logits come back to the host, as generate() needs them
+      greedy.select(model_.forward_last_logits(in, *cache_), 1, history, no_pads, rng);
     }
     synchronize();
     return since(t0);
@@ -115,11 +120,7 @@ size_t device_used_bytes() {
 
 }  // namespace
 
-bool available() { return true; }
-
-void require(const std::string&) {}
-
-std::unique_ptr<Model> Model::from_pretrained(const std::string& dir, dots1::WeightFormat format) {
+std::unique_ptr<Model> load_pretrained(const std::string& dir, dots1::WeightFormat format) {
   check_device();
   const size_t before = device_used_bytes();
   const auto checkpoint = dots1::Checkpoint::open(dir);
@@ -133,7 +134,7 @@ std::unique_ptr<Model> Model::from_pretrained(const std::string& dir, dots1::Wei
   return std::make_unique<CudaModel>(std::move(model), device_used_bytes() - before);
 }
 
-std::unique_ptr<Model> Model::random(const dots1::Dots1Config& config, uint64_t seed, dots1::WeightFormat format, int threads) {
+std::unique_ptr<Model> load_random(const dots1::Dots1Config& config, uint64_t seed, dots1::WeightFormat format, int threads) {
   check_device();
   const size_t before = device_used_bytes();
   GModel model = [&] {
@@ -145,3 +146,10 @@ std::unique_ptr<Model> Model::random(const dots1::Dots1Config& config, uint64_t 
 }
 
 }  // namespace dots1_cli::gpu
+
+/// The plugin's entry point, found by gpu_model_loader.cpp with dlsym.
+extern "C" __attribute__((visibility("default"))) const dots1_cli::gpu::PluginApi* dots1_cuda_plugin_api() {
+  static const dots1_cli::gpu::PluginApi api{dots1_cli::gpu::PluginApi::kVersion, &dots1_cli::gpu::load_pretrained,
+                                             &dots1_cli::gpu::load_random};
+  return &api;
+}

@@ -1,10 +1,10 @@
 // The dots1 tool's GPU side behind a small interface: `--device cuda` for forward, generate and bench.
 //
 // The model on the GPU (dots1::GpuModel, the Thrust backend on CUDA with cuBLAS) is instantiated in one
-// translation unit, gpu_model.cu, compiled by nvcc only when the build has DOTS1_ENABLE_CUDA=ON and linked
-// into the tool (with CUDA::cudart and CUDA::cublas); the rest of the tool is compiled by g++ and sees only
-// these declarations. Without CUDA, gpu_model_stub.cpp implements them: available() is false and every
-// other call fails with "this dots1 was built without CUDA".
+// translation unit, gpu_model.cu, which nvcc compiles into a plugin, libdots1-cuda.so, when the build has
+// DOTS1_ENABLE_CUDA=ON. The g++-compiled tool sees only these declarations; gpu_model_loader.cpp implements
+// them by loading the plugin on first use (so the tool links no CUDA library), or, in a build without CUDA,
+// by answering "this dots1 was built without CUDA".
 #pragma once
 
 #include <cstdint>
@@ -55,8 +55,20 @@ class Model {
   /// Prefills `ids` into the cache in forwards of at most `ubatch` tokens (logits of the last position
   /// only, as generate() asks); returns the wall seconds.
   virtual double prefill(const std::vector<int64_t>& ids, int64_t ubatch) = 0;
-  /// One one-token forward per id through the cache; returns the wall seconds.
+  /// One one-token forward per id through the cache, each followed by a greedy token choice on the device
+  /// (as generate() steps); returns the wall seconds.
   virtual double decode(const std::vector<int64_t>& ids) = 0;
 };
+
+/// What the plugin exports: `extern "C" const PluginApi* dots1_cuda_plugin_api()`. The tool and the plugin
+/// must come from the same build (they share Model's layout); kVersion changes with this interface.
+struct PluginApi {
+  static constexpr int kVersion = 1;
+  int version = kVersion;
+  std::unique_ptr<Model> (*from_pretrained)(const std::string& dir, dots1::WeightFormat format) = nullptr;
+  std::unique_ptr<Model> (*random)(const dots1::Dots1Config& config, uint64_t seed, dots1::WeightFormat format, int threads) = nullptr;
+};
+inline constexpr const char* kPluginFile = "libdots1-cuda.so";
+inline constexpr const char* kPluginEntry = "dots1_cuda_plugin_api";
 
 }  // namespace dots1_cli::gpu

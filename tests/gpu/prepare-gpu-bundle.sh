@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the CUDA targets HERE (no GPU needed: nvcc only compiles) and packs them for a GPU machine whose
 # image has the CUDA toolkit but not this project's build dependencies (Eigen, Boost, CLI11, PCRE2, ...):
-#   build/gpu-bundle/bin   dots1, test_reference_forward_cuda, test_bf16_cuda
+#   build/gpu-bundle/bin   dots1, test_reference_forward_cuda, test_bf16_cuda, test_generation_options_cuda
+#   build/gpu-bundle/lib/dots1/libdots1-cuda.so   the tool's CUDA plugin (loaded for --device cuda)
 #   build/gpu-bundle/lib   the shared libraries they need besides glibc and CUDA's (Boost.Test, PCRE2,
 #                          utf8proc, OpenMP, Open MPI, ...; libcudart too; cuBLAS is taken from the GPU machine)
 #   build/gpu-bundle/SOURCE_DIR   this checkout's path: the binaries find the fixtures and the embedded model
@@ -13,11 +14,13 @@ cd "$(dirname "$0")/../.."
 BUILD=${1:-build/cuda-gpu}
 BUNDLE=build/gpu-bundle
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DDOTS1_ENABLE_CUDA=ON -DDOTS1_RUN_GPU_TESTS=ON > /dev/null
-cmake --build "$BUILD" -j"${JOBS:-2}" --target test_reference_forward_cuda test_bf16_cuda dots1_tool
+cmake --build "$BUILD" -j"${JOBS:-2}" --target test_reference_forward_cuda test_bf16_cuda test_generation_options_cuda dots1_tool
 rm -rf "$BUNDLE"
-mkdir -p "$BUNDLE/bin" "$BUNDLE/lib"
-cp "$BUILD/bin/dots1" "$BUILD/tests/thrust/test_reference_forward_cuda" "$BUILD/tests/thrust/test_bf16_cuda" "$BUNDLE/bin/"
-ldd "$BUNDLE"/bin/* | awk '/=> \//{print $3}' | sort -u | while read -r lib; do
+mkdir -p "$BUNDLE/bin" "$BUNDLE/lib/dots1"
+cp "$BUILD/lib/dots1/libdots1-cuda.so" "$BUNDLE/lib/dots1/"  # the tool's CUDA plugin, found at bin/../lib/dots1
+cp "$BUILD/bin/dots1" "$BUILD/tests/thrust/test_reference_forward_cuda" "$BUILD/tests/thrust/test_bf16_cuda" \
+  "$BUILD/tests/thrust/test_generation_options_cuda" "$BUNDLE/bin/"
+ldd "$BUNDLE"/bin/* "$BUNDLE"/lib/dots1/*.so | awk '/=> \//{print $3}' | sort -u | while read -r lib; do
   case $(basename "$lib") in
     libc.so*|libm.so*|libdl.so*|librt.so*|libpthread.so*|ld-linux*|libcuda.so*|libcublas*) ;;  # the GPU machine's own
     *) cp -L "$lib" "$BUNDLE/lib/" ;;
