@@ -38,7 +38,9 @@ if [[ $(cmake --build "$build" --target help) != *fuzz_config* ]]; then
   echo "run-fuzzers: tests/fuzz is not part of the build: add 'fuzz' to the foreach(area ...) list of tests/CMakeLists.txt" >&2
   exit 2
 fi
-cmake --build "$build" -j "$jobs" --target "${targets[@]/#/fuzz_}"
+fuzzers=("${targets[@]/#/fuzz_}")
+cmake "$build" -DDOTS1_TARGET_GROUP="$(IFS=';'; echo "${fuzzers[*]}")" >/dev/null
+cmake --build "$build" -j "$jobs" --target dots1_target_group  # one make call: the fuzzers build in parallel
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:symbolize=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}

@@ -79,7 +79,9 @@ if [[ $which == all || $which == tsan ]]; then
     -DDOTS1_SANITIZE=thread "${extra_cmake[@]}"
   mapfile -t targets < <(ctest --test-dir "$build" -N -R "$tsan_tests" | sed -n 's/^ *Test *#[0-9]*: \(.*\)$/\1/p')
   ((${#targets[@]})) || { echo "run-sanitizers: no test matches $tsan_tests" >&2; exit 1; }
-  cmake --build "$build" -j "$jobs" --target "${targets[@]}"
+  group=$(IFS=';'; echo "${targets[*]}")
+  cmake "$build" -DDOTS1_TARGET_GROUP="$group" >/dev/null
+  cmake --build "$build" -j "$jobs" --target dots1_target_group  # one make call: the executables build in parallel
   echo "run-sanitizers: TSan (Archer: $archer), ${targets[*]}"
   OMP_NUM_THREADS=${OMP_NUM_THREADS:-4} OMP_TOOL_LIBRARIES=$archer ARCHER_OPTIONS=${ARCHER_OPTIONS:-verbose=1} \
   TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:ignore_noninstrumented_modules=1} \
