@@ -170,35 +170,61 @@ Summary scaled(const Summary& s, double k) {
   return dots1::bench::summarize(v);
 }
 
+/// What a bench run measures, from --model or --config and --dtype: the checkpoint (when given), its
+/// config, the traffic model of its weights in the chosen format, and the JSON "config"/"weights" entries.
+struct BenchModelSpec {
+  std::unique_ptr<dots1::Checkpoint> checkpoint;  // null: random weights for `config`
+  dots1::Dots1Config config;
+  std::unique_ptr<dots1::bench::TrafficModel> traffic;
+  const char* dtype_name = "f32";
+  std::string config_path;
+  nlohmann::json weights;
+
+  static BenchModelSpec from(const BenchOptions& o, dots1::WeightFormat format) {
+    BenchModelSpec m;
+    if (!o.model.empty()) {
+      m.checkpoint = std::make_unique<dots1::Checkpoint>(dots1::Checkpoint::open(o.model));
+      m.config = m.checkpoint->config();
+      m.config_path = (std::filesystem::path(o.model) / "config.json").string();
+    } else {
+      m.config = dots1::Dots1Config::load(o.config);
+      m.config_path = o.config;
+    }
+    m.traffic = std::make_unique<dots1::bench::TrafficModel>(m.config, element_bytes_for(format, m.checkpoint.get()));
+    m.dtype_name = o.dtype == "bf16" ? "bf16" : o.dtype == "f32" ? "f32" : (m.checkpoint ? "as stored" : "f32");
+    m.weights = {{"source", m.checkpoint ? "checkpoint" : "random"},
+                 {"seed", o.seed},
+                 {"dtype", m.dtype_name},
+                 {"resident_bytes", m.traffic->resident_weight_bytes()},
+                 {"bytes_read_per_decoded_token", m.traffic->weight_bytes_per_token()},
+                 {"kv_bytes_per_cached_token", m.traffic->kv_bytes_per_token()}};
+    return m;
+  }
+};
+
 void bench_on_this_rank(const BenchOptions& o, dots1::WeightFormat format, const std::vector<int64_t>& contexts, int threads,
                         const std::shared_ptr<const dots1::Parallel>& par);
 
 /// --device cuda: the same workload on the GPU model (gpu_model.hpp, one nvcc-compiled translation unit):
 /// prompt and decode tokens/s, and the bytes a decoded token must read (weights used + KV rows, as for the
 /// CPU) per second against the GPU's memory bandwidth (--hbm-gbs; H200: 4800 GB/s). Every timed phase
-/// ends with a device synchronisation; each decode step brings its logits to the host, as generate() does.
+/// ends with a device synchronisation; each decode step chooses its token on the device, as generate() does.
 void bench_gpu(const BenchOptions& o, dots1::WeightFormat format, const std::vector<int64_t>& contexts) {
   namespace bench = dots1::bench;
   if (!o.parallel.spec.empty()) throw dots1::InputError("--device cuda does not combine with --parallel");
   if (o.model.empty() && o.config.empty()) throw dots1::InputError("bench --device cuda: give --model DIR or --config FILE");
   dots1_cli::gpu::require();
-  std::unique_ptr<dots1::Checkpoint> ck;
-  dots1::Dots1Config config;
-  if (!o.model.empty()) {
-    ck = std::make_unique<dots1::Checkpoint>(dots1::Checkpoint::open(o.model));
-    config = ck->config();
-  } else {
-    config = dots1::Dots1Config::load(o.config);
-  }
-  const bench::TrafficModel traffic(config, element_bytes_for(format, ck.get()));
+  const BenchModelSpec spec = BenchModelSpec::from(o, format);
+  const auto& ck = spec.checkpoint;
+  const auto& config = spec.config;
+  const bench::TrafficModel& traffic = *spec.traffic;
   const int64_t V = config.vocab_size;
-  const char* dtype_name = o.dtype == "bf16" ? "bf16" : o.dtype == "f32" ? "f32" : (ck ? "as stored" : "f32");
+  const char* dtype_name = spec.dtype_name;
   const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
   nlohmann::json j;
   j["device"] = "cuda";
-  j["config"] = o.model.empty() ? o.config : (std::filesystem::path(o.model) / "config.json").string();
-  j["weights"] = {{"source", ck ? "checkpoint" : "random"}, {"seed", o.seed}, {"dtype", dtype_name}, {"resident_bytes", traffic.resident_weight_bytes()},
-                  {"bytes_read_per_decoded_token", traffic.weight_bytes_per_token()}, {"kv_bytes_per_cached_token", traffic.kv_bytes_per_token()}};
+  j["config"] = spec.config_path;
+  j["weights"] = spec.weights;
   j["workload"] = {{"prompt", o.prompt}, {"gen", o.gen}, {"contexts", contexts}, {"repeat", o.repeat}, {"batch", 1}, {"ubatch", o.ubatch}};
   j["limits"] = {{"hbm_gbs", o.hbm_gbs}};
   const double t_load = bench::seconds_now();
@@ -305,7 +331,6 @@ void run_bench(const BenchOptions& o) {
 
 void bench_on_this_rank(const BenchOptions& o, dots1::WeightFormat format, const std::vector<int64_t>& contexts, int threads,
                         const std::shared_ptr<const dots1::Parallel>& par) {
-  namespace fs = std::filesystem;
   namespace bench = dots1::bench;
   const bool root = par->rank() == 0, split = !par->is_single();
   const bool text = !o.json && root;
@@ -344,25 +369,15 @@ void bench_on_this_rank(const BenchOptions& o, dots1::WeightFormat format, const
   }
 
   // ---- model
-  std::unique_ptr<dots1::Checkpoint> ck;
-  dots1::Dots1Config config;
-  if (!o.model.empty()) {
-    ck = std::make_unique<dots1::Checkpoint>(dots1::Checkpoint::open(o.model));
-    config = ck->config();
-  } else {
-    config = dots1::Dots1Config::load(o.config);
-  }
-  const bench::TrafficModel traffic(config, element_bytes_for(format, ck.get()));
+  const BenchModelSpec spec = BenchModelSpec::from(o, format);
+  const auto& ck = spec.checkpoint;
+  const auto& config = spec.config;
+  const bench::TrafficModel& traffic = *spec.traffic;
   const int64_t V = config.vocab_size;
-  const char* dtype_name = o.dtype == "bf16" ? "bf16" : o.dtype == "f32" ? "f32" : (ck ? "as stored" : "f32");
+  const char* dtype_name = spec.dtype_name;
   j["model"] = o.model.empty() ? nlohmann::json(nullptr) : nlohmann::json(o.model);
-  j["config"] = o.model.empty() ? o.config : (fs::path(o.model) / "config.json").string();
-  j["weights"] = {{"source", ck ? "checkpoint" : "random"},
-                  {"seed", o.seed},
-                  {"dtype", dtype_name},
-                  {"resident_bytes", traffic.resident_weight_bytes()},
-                  {"bytes_read_per_decoded_token", traffic.weight_bytes_per_token()},
-                  {"kv_bytes_per_cached_token", traffic.kv_bytes_per_token()}};
+  j["config"] = spec.config_path;
+  j["weights"] = spec.weights;
   j["workload"] = {{"prompt", o.prompt}, {"gen", o.gen}, {"contexts", contexts}, {"repeat", o.repeat}, {"batch", 1}, {"ubatch", o.ubatch}};
   if (text) {
     std::printf("model: %s, weights %s (%s)%s, %s resident; %.1f MB read per decoded token + %.1f KB of KV per cached token\n",
