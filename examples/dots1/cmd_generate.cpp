@@ -1,7 +1,9 @@
 // dots1 generate --model DIR (--prompt TEXT | --ids 1,2,3) [--max-new-tokens N] [--temperature T] [--top-k K]
 //                [--top-p P] [--min-p M] [--repetition-penalty R] [--seed S] [--greedy] [--json] [--device cpu|cuda]
+//                [--zero-head L:H] [--zero-expert L:E] [--forbid-expert L:E] [--force-experts L:E1,E2,...]
 // Generates a continuation of one prompt on the CPU with HF's rules (dots1/generation.hpp) and streams it
-// to stdout: text for --prompt (decoded incrementally, so multi-byte UTF-8 characters print whole), ids for
+// to stdout (the edits, when given, apply to every forward of the generation: what does the model say
+// without this head or expert?): text for --prompt (decoded incrementally, so multi-byte UTF-8 characters print whole), ids for
 // --ids. --json prints only the generated ids, as one JSON array, at the end. One line of timing goes to
 // stderr. Options not given come from the checkpoint's generation_config.json, then HF's defaults.
 // With --parallel (under mpirun) every rank loads its shard and runs the same generation (sampling with one
@@ -19,6 +21,7 @@
 #include <dots1/tokenizer.hpp>
 
 #include "commands.hpp"
+#include "edit_options.hpp"
 #include "gpu_model.hpp"
 #include "load_model.hpp"
 #include "parallel_options.hpp"
@@ -33,12 +36,16 @@ struct GenerateOptions {
   bool json = false;
   dots1_cli::ParallelOptions parallel;
   std::string device = "cpu";
+  dots1_cli::EditOptions edits;
 };
 
 
 void generate_on_this_rank(const GenerateOptions& o, const std::shared_ptr<const dots1::Parallel>& par);
 
 void run_generate(const GenerateOptions& o) {
+  if (!o.edits.empty() && (o.device == "cuda" || !o.parallel.spec.empty()))
+    throw dots1::InputError("--zero-head/--zero-expert/--forbid-expert/--force-experts: the edits run on the whole model on the CPU "
+                            "(not with --device cuda or --parallel)");
   if (o.device == "cuda") {
     if (!o.parallel.spec.empty()) throw dots1::InputError("--device cuda does not combine with --parallel");
     dots1_cli::gpu::require();
@@ -86,7 +93,10 @@ void generate_on_this_rank(const GenerateOptions& o, const std::shared_ptr<const
     std::fflush(stdout);
   };
   const auto input = dots1::GenerationInput::from_ids(prompt);
-  const auto out = gpu ? gpu->generate(input, options, stream) : dots1::generate(*cpu, input, options, stream);
+  dots1::Intervention edit = o.edits.build();
+  const auto out = gpu ? gpu->generate(input, options, stream)
+                   : edit.empty() ? dots1::generate(*cpu, input, options, stream)
+                                  : dots1::generate(*cpu, input, options, stream, edit);
   if (!root) return;
 
   if (o.json) {
@@ -115,6 +125,7 @@ void add_generate_command(CLI::App& app) {
   o->sampling.add_to(cmd);
   cmd->add_flag("--json", o->json, "print only the generated ids, as one JSON array");
   o->parallel.add_to(cmd);
+  o->edits.add_to(cmd);
   cmd->add_option("--device", o->device, "cpu, or cuda (the Thrust backend on the GPU; needs a dots1 built with CUDA)")
       ->capture_default_str()
       ->check(CLI::IsMember({"cpu", "cuda"}));

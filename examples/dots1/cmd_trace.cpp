@@ -18,6 +18,7 @@
 #include <dots1/tokenizer.hpp>
 
 #include "commands.hpp"
+#include "edit_options.hpp"
 #include "load_model.hpp"
 #include "tool_support.hpp"
 
@@ -26,20 +27,9 @@ namespace {
 struct TraceOptions {
   std::string model, prompt, ids, out, layers;
   bool no_residual = false, no_attention = false, logits = false;
-  std::vector<std::string> zero_heads, zero_experts, forbid_experts, force_experts;
+  dots1_cli::EditOptions edits;
 };
 
-
-/// "L:X" (or "L:X,Y,..." when `many`) -> (L, [X, ...]).
-std::pair<int64_t, std::vector<int64_t>> parse_pair(const std::string& text, const std::string& option, bool many) {
-  const auto colon = text.find(':');
-  if (colon == std::string::npos) throw dots1::InputError(option + ": '" + text + "' is not LAYER:" + (many ? "E1,E2,..." : "INDEX"));
-  const auto layer = dots1_cli::parse_int_list(text.substr(0, colon), option);
-  auto rest = dots1_cli::parse_int_list(text.substr(colon + 1), option);
-  if (layer.size() != 1 || (!many && rest.size() != 1))
-    throw dots1::InputError(option + ": '" + text + "' is not LAYER:" + (many ? "E1,E2,..." : "INDEX"));
-  return {layer[0], std::move(rest)};
-}
 
 void run_trace(const TraceOptions& o) {
   std::optional<dots1::Tokenizer> tokenizer;
@@ -53,23 +43,7 @@ void run_trace(const TraceOptions& o) {
     ids = dots1_cli::parse_int_list(o.ids, "--ids");
   }
 
-  dots1::Intervention edit;
-  for (const auto& s : o.zero_heads) {
-    const auto [l, h] = parse_pair(s, "--zero-head", false);
-    edit.zero_head(l, h[0]);
-  }
-  for (const auto& s : o.zero_experts) {
-    const auto [l, e] = parse_pair(s, "--zero-expert", false);
-    edit.zero_expert(l, e[0]);
-  }
-  for (const auto& s : o.forbid_experts) {
-    const auto [l, e] = parse_pair(s, "--forbid-expert", false);
-    edit.forbid_expert(l, e[0]);
-  }
-  for (const auto& s : o.force_experts) {
-    const auto [l, e] = parse_pair(s, "--force-experts", true);
-    edit.force_experts(l, e);
-  }
+  dots1::Intervention edit = o.edits.build();
   dots1::RecorderOptions ro;
   ro.residual = !o.no_residual;
   ro.attention = !o.no_attention;
@@ -107,10 +81,7 @@ void add_trace_command(CLI::App& app) {
   cmd->add_flag("--no-residual", o->no_residual, "do not record the residual stream (resid_pre/mid/post)");
   cmd->add_flag("--no-attention", o->no_attention, "do not record attention weights");
   cmd->add_flag("--logits", o->logits, "also write the logits [1, S, V]");
-  cmd->add_option("--zero-head", o->zero_heads, "ablate head H of layer L (its output before o_proj is 0): L:H, repeatable");
-  cmd->add_option("--zero-expert", o->zero_experts, "ablate routed expert E of layer L (weight 0 where chosen): L:E, repeatable");
-  cmd->add_option("--forbid-expert", o->forbid_experts, "never select routed expert E in layer L: L:E, repeatable");
-  cmd->add_option("--force-experts", o->force_experts, "route every token of layer L to exactly these experts: L:E1,E2,..., repeatable");
+  o->edits.add_to(cmd);
   cmd->callback([o, prompt, ids] {
     if (prompt->count() == 0 && ids->count() == 0) throw dots1::InputError("dots1 trace: give --prompt TEXT or --ids 1,2,3");
     run_trace(*o);

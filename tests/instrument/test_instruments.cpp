@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include <dots1/generation.hpp>
 #include <dots1/instrument/intervention.hpp>
 #include <dots1/instrument/recorder.hpp>
 #include <dots1/instrument/report.hpp>
@@ -238,6 +239,56 @@ BOOST_AUTO_TEST_CASE(instruments_follow_a_cached_decode) {
     for (int64_t v = 0; v < V; ++v)
       e = std::max(e, static_cast<double>(std::fabs(last_logits[static_cast<size_t>(b * V + v)] - want[static_cast<size_t>((b * S + S - 1) * V + v)])));
   BOOST_TEST(e <= kTolerance, "cached forced decode, last position: max |diff| " << fmt(e));
+}
+
+BOOST_AUTO_TEST_CASE(generation_runs_under_instruments) {
+  // generate(..., instrument): the instrument runs in every forward (the prompt's, then one per step); a
+  // Recorder leaves the tokens as they are, an Intervention's edits shape every step exactly as a
+  // hand-written greedy loop of edited forwards.
+  auto& f = fixture();
+  const auto prompt = f.c["input_ids"].get<std::vector<std::vector<int64_t>>>()[0];
+  const auto S = static_cast<int64_t>(prompt.size());
+  const auto input = dots1::GenerationInput::from_ids(prompt);
+  dots1::GenerationConfig greedy;
+  greedy.do_sample = false;
+  greedy.max_new_tokens = 6;
+
+  dots1::Recorder rec;
+  const auto plain = dots1::generate(f.model, input, greedy);
+  const auto recorded = dots1::generate(f.model, input, greedy, {}, rec);
+  BOOST_TEST(recorded.sequences[0] == plain.sequences[0], boost::test_tools::per_element());
+  BOOST_REQUIRE(rec.recordings().size() == static_cast<size_t>(1 + recorded.decode_forwards));
+  BOOST_TEST(rec.recordings()[0].seq == S);
+  BOOST_TEST(rec.recordings()[0].input_ids == prompt, boost::test_tools::per_element());
+  const auto generated = recorded.generated(0);
+  for (size_t k = 1; k < rec.recordings().size(); ++k) {
+    const auto& r = rec.recordings()[k];
+    BOOST_TEST(r.seq == 1);
+    BOOST_TEST(r.past == S + static_cast<int64_t>(k) - 1);
+    BOOST_TEST(r.input_ids.at(0) == generated.at(k - 1), "step " << k << " fed the token chosen before it");
+  }
+
+  dots1::Intervention edit;
+  edit.zero_head(0, 0);
+  for (int64_t layer : f.moe_layers()) edit.forbid_expert(layer, 0).forbid_expert(layer, 1);
+  const auto edited = dots1::generate(f.model, input, greedy, {}, edit);
+  std::vector<int64_t> by_hand;
+  auto cache = std::make_shared<Model::Cache>(f.model.make_cache(1));
+  auto in = dots1::ForwardInput::from_ids({prompt});
+  in.logits_to_keep = dots1::LogitsToKeep(int64_t{1});
+  for (int k = 0; k < 6; ++k) {
+    const auto out = f.model.forward(in, cache, edit);
+    by_hand.push_back(dots1::argmax_token(std::span<const float>(out.logits.values)));
+    in = dots1::ForwardInput::from_ids({{by_hand.back()}});
+    in.logits_to_keep = dots1::LogitsToKeep(int64_t{1});
+  }
+  BOOST_TEST(edited.generated(0) == by_hand, boost::test_tools::per_element());
+  auto join = [](const std::vector<int64_t>& v) {
+    std::ostringstream o;
+    for (auto t : v) o << t << ' ';
+    return o.str();
+  };
+  BOOST_TEST_MESSAGE("  greedy tokens plain " << join(plain.generated(0)) << "/ edited " << join(by_hand));
 }
 
 BOOST_AUTO_TEST_CASE(bad_edits_are_refused) {

@@ -29,6 +29,7 @@
 #include <random>
 #include <span>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -38,6 +39,7 @@
 #include "dots1/generation/generation_config.hpp"
 #include "dots1/generation/logits_process.hpp"
 #include "dots1/generation/sampling.hpp"
+#include "dots1/instrument/instrument.hpp"
 #include "dots1/model/forward_io.hpp"
 
 namespace dots1 {
@@ -166,21 +168,27 @@ struct BackendSelection<Model, true> {
 
 /// One call's way from a forward to each row's next token: HF's processors and then greedy or a draw,
 /// on the host, or where the logits are for SelectsTokensOnBackend models. Used by generate() and
-/// ChatSession. `in` must ask for the last position's logits only (logits_to_keep = 1).
-template <class Model>
+/// ChatSession. `in` must ask for the last position's logits only (logits_to_keep = 1). `I`: no
+/// instrument, or the one every forward runs under.
+template <class Model, class... I>
 class NextTokenChooser {
  public:
-  NextTokenChooser(Model& model, const ResolvedGenerationConfig& rc) : model_(model), rc_(rc), process_(rc) {
+  NextTokenChooser(Model& model, const ResolvedGenerationConfig& rc, I*... instrument)
+      : model_(model), rc_(rc), process_(rc), instrument_(instrument...) {
     if constexpr (on_backend) selector_ = std::make_unique<Selector>(rc, model.config().vocab_size);
   }
 
   /// The forward of `in` through `cache`.
   void forward(const ForwardInput& in, const std::shared_ptr<typename Model::Cache>& cache) {
     rows_ = in.batch;
-    if constexpr (on_backend)
-      backend_logits_ = &model_.forward_last_logits(in, *cache);
-    else
-      logits_ = model_.forward(in, cache).logits.values;  // [rows, 1, V]
+    std::apply(
+        [&](auto*... instrument) {
+          if constexpr (on_backend)
+            backend_logits_ = &model_.forward_last_logits(in, *cache, *instrument...);
+          else
+            logits_ = model_.forward(in, cache, *instrument...).logits.values;  // [rows, 1, V]
+        },
+        instrument_);
   }
 
   /// Each row's next token from the last forward. `sequences[r]`: row r so far (its padded prompt and what
@@ -211,6 +219,7 @@ class NextTokenChooser {
   Model& model_;
   ResolvedGenerationConfig rc_;
   LogitsPipeline process_;
+  std::tuple<I*...> instrument_;
   std::unique_ptr<Selector> selector_;
   const typename BackendSelection<Model>::Logits* backend_logits_ = nullptr;
   HostLogits logits_;
@@ -220,9 +229,13 @@ class NextTokenChooser {
 
 }  // namespace detail
 
-template <CausalLanguageModel Model>
+/// `instrument` (none, or one: a dots1::Recorder, Intervention, Chain of them, or your own; see
+/// dots1/instrument/instrument.hpp) runs in every forward of the generation: the prompt's, then each step's
+/// (a Recorder keeps one recording per forward; an Intervention's edits shape every token chosen).
+template <CausalLanguageModel Model, class... I>
+  requires(sizeof...(I) <= 1 && (InstrumentPolicy<I> && ...))
 GenerationOutput generate(Model& model, const GenerationInput& input, const GenerationConfig& options,
-                          const TokenCallback& on_token = {}) {
+                          const TokenCallback& on_token = {}, I&... instrument) {
   using clock = std::chrono::steady_clock;
   const Dots1Config& mc = model.config();
   const int64_t B = input.batch, S = input.seq, V = mc.vocab_size;
@@ -268,7 +281,7 @@ GenerationOutput generate(Model& model, const GenerationInput& input, const Gene
   std::vector<int64_t> last_position(static_cast<size_t>(B)), next(static_cast<size_t>(B)), chosen(static_cast<size_t>(B));
   for (int64_t b = 0; b < B; ++b) last_position[static_cast<size_t>(b)] = positions[static_cast<size_t>(b * S + S - 1)];
 
-  detail::NextTokenChooser<Model> chooser(model, rc);
+  detail::NextTokenChooser<Model, I...> chooser(model, rc, &instrument...);
   auto forward_and_choose = [&]() {
     chooser.forward(in, cache);
     chosen = chooser.choose(out.sequences, ignore, rng);

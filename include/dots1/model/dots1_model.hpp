@@ -678,11 +678,18 @@ class Dots1ForCausalLM {
   /// the forward of `in` through `cache` with the logits of each row's last position only (logits_to_keep
   /// = 1), left in backend memory as [batch, V] (the cache's workspace: valid until its next forward).
   /// Nothing is copied to the host; hidden states, attentions and the loss are not computed, whatever `in`
-  /// asks.
-  const typename B::Vector& forward_last_logits(const ForwardInput& in, Cache& cache) const {
+  /// asks. `instrument`: none, or one, as for forward().
+  template <class... I>
+    requires(sizeof...(I) <= 1 && (InstrumentPolicy<std::remove_cvref_t<I>> && ...))
+  const typename B::Vector& forward_last_logits(const ForwardInput& in, Cache& cache, I&&... instrument) const {
     const int64_t Bn = in.batch, S = in.seq, H = config().hidden_size;
     auto& work = cache.workspace();
-    model_.forward(in, cache, true, work.hidden, nullptr, nullptr);
+    if constexpr (HooksOf<std::remove_cvref_t<I>...>::active) {
+      if (!parallel_->is_single()) throw InputError("forward: instruments need the whole model in one process; this one is split across ranks");
+      model_.forward(in, cache, true, work.hidden, nullptr, nullptr, &instrument...);
+    } else {
+      model_.forward(in, cache, true, work.hidden, nullptr, nullptr);
+    }
     const typename B::Vector* last = &work.hidden;
     if (S > 1) {
       std::vector<int64_t> rows(static_cast<size_t>(Bn));
