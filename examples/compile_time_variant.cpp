@@ -51,7 +51,7 @@ int main() {
   c.max_window_layers = 4;  // layers 4 and 5 slide
   c.validate();
 
-  dots1::RandomWeights weights(dots1::model_tensor_shapes(c), /*seed=*/42);
+  dots1::RandomWeights weights(Model::describe(c), /*seed=*/42);
   Model model(c, weights);
   std::vector<int64_t> prompt;
   for (int64_t t = 0; t < 16; ++t) prompt.push_back((t * 37 + 11) % c.vocab_size);
@@ -69,6 +69,6 @@ int main() {
     in.logits_to_keep = 1;
   }
   std::printf("\ncache holds %lld tokens (sliding layers keep %lld)\n", static_cast<long long>(cache->seq_length()),
-              static_cast<long long>(cache->layer(5).stored()));
+              static_cast<long long>(cache->stored(5)));
   return 0;
 }

@@ -82,26 +82,11 @@ dots1::WeightFormat parse_format(const std::string& d) {
   throw dots1::InputError("--dtype: expected auto, f32 or bf16, got '" + d + "'");
 }
 
-double dtype_bytes(dots1::DType d) { return d == dots1::DType::BF16 ? 2.0 : 4.0; }  // the backend holds F32 or BF16
-
-/// Bytes per element each tensor is held in by the CPU backend under `format`.
-dots1::bench::ElementBytes element_bytes_for(dots1::WeightFormat format, const dots1::Checkpoint* ck) {
-  return [format, ck](const std::string& name, const std::vector<int64_t>& shape) {
-    dots1::DType target = dots1::DType::F32;
-    if (dots1::converts_weight(format, name, shape, target)) return dtype_bytes(target);
-    if (!ck) return 4.0;  // random weights are generated in float32
-    if (ck->contains(name)) return dtype_bytes(ck->get(name).dtype);
-    // fused expert tensors: experts.gate_up_proj / experts.down_proj
-    const auto at = name.find(".mlp.experts.");
-    if (at != std::string::npos) {
-      const std::string prefix = name.substr(0, at) + ".mlp.experts.";
-      const std::string fused = prefix + (name.find("down_proj") != std::string::npos ? "down_proj" : "gate_up_proj");
-      if (ck->contains(fused)) return dtype_bytes(ck->get(fused).dtype);
-    }
-    return 4.0;
-  };
+/// Bytes per element each tensor is held in under `format` (the backends hold F32 or BF16; F16 and F64 are
+/// widened or narrowed to float32).
+dots1::bench::ElementBytes element_bytes_for(dots1::WeightFormat format) {
+  return [format](const dots1::TensorSpec& t) { return dots1::held_dtype(t.kind, format, t.stored) == dots1::DType::BF16 ? 2.0 : 4.0; };
 }
-
 
 std::vector<int64_t> random_tokens(std::mt19937_64& rng, int64_t n, int64_t vocab) {
   std::uniform_int_distribution<int64_t> pick(0, vocab - 1);
@@ -175,6 +160,7 @@ Summary scaled(const Summary& s, double k) {
 struct BenchModelSpec {
   std::unique_ptr<dots1::Checkpoint> checkpoint;  // null: random weights for `config`
   dots1::Dots1Config config;
+  dots1::ModelDescription description;  // the whole model (stored dtypes from the checkpoint)
   std::unique_ptr<dots1::bench::TrafficModel> traffic;
   const char* dtype_name = "f32";
   std::string config_path;
@@ -190,7 +176,8 @@ struct BenchModelSpec {
       m.config = dots1::Dots1Config::load(o.config);
       m.config_path = o.config;
     }
-    m.traffic = std::make_unique<dots1::bench::TrafficModel>(m.config, element_bytes_for(format, m.checkpoint.get()));
+    m.description = dots1::describe_model(m.config, dots1::Parallel::single(), m.checkpoint.get());
+    m.traffic = std::make_unique<dots1::bench::TrafficModel>(m.config, m.description, element_bytes_for(format));
     m.dtype_name = o.dtype == "bf16" ? "bf16" : o.dtype == "f32" ? "f32" : (m.checkpoint ? "as stored" : "f32");
     m.weights = {{"source", m.checkpoint ? "checkpoint" : "random"},
                  {"seed", o.seed},
@@ -389,11 +376,10 @@ void bench_on_this_rank(const BenchOptions& o, dots1::WeightFormat format, const
   }
   const double t_load = bench::seconds_now();
   Model model = split ? [&] {  // only this rank's shard is read (or generated)
-    if (!ck) return Model(config, dots1::RandomWeights(dots1::model_tensor_shapes(config), o.seed, format), par);
-    if (format == dots1::WeightFormat::as_stored) return Model(config, *ck, par);
-    return Model(config, dots1::CastWeights(*ck, format), par);
+    if (!ck) return Model(config, dots1::RandomWeights(spec.description.tensors, o.seed, format), par);
+    return Model(config, *ck, format, par);
   }() : ck ? Model::from_pretrained(o.model, format) : [&] {
-    const dots1::RandomWeights random(dots1::model_tensor_shapes(config), o.seed, format);  // = Model::random(config, seed, format)
+    const dots1::RandomWeights random(spec.description.tensors, o.seed, format);  // = Model::random(config, seed, format)
     return Model(config, dots1_cli::PreloadedWeights(random, threads));
   }();
   const double load_s = bench::seconds_now() - t_load;

@@ -33,25 +33,33 @@ std::string human_count(double n) {
   return s;
 }
 
-/// Each rank's weights and KV cache under `spec` over `ranks` processes, from the tensor shapes.
+/// Bytes of a tensor's held part in float32, or in bf16 as released (embeddings, linear weights and the LM
+/// head in 2 bytes; routers, norms and biases in 4).
+double held_bytes(const dots1::TensorSpec& t, dots1::WeightFormat format) {
+  return static_cast<double>(t.held_numel()) * static_cast<double>(dots1::dtype_size(dots1::held_dtype(t.kind, format, dots1::DType::F32)));
+}
+double total_bytes(const std::vector<dots1::TensorSpec>& tensors, dots1::WeightFormat format) {
+  double b = 0;
+  for (const auto& t : tensors) b += held_bytes(t, format);
+  return b;
+}
+
+/// Each rank's weights and KV cache under `spec` over `ranks` processes, from the blocks' declarations.
 void print_split(const dots1::Dots1Config& c, const std::string& spec, int ranks) {
   const auto plan = dots1::ParallelPlan::parse(spec, ranks);
   plan.check_config(c);
-  // bf16 as released: matrices in 2 bytes except the router (float32, as HF runs it), 1-D tensors in 4
-  const dots1::TensorBytes bf16 = [](const std::string& name, const std::vector<int64_t>& shape) {
-    dots1::DType target = dots1::DType::F32;
-    const bool half = dots1::converts_weight(dots1::WeightFormat::bf16, name, shape, target);
-    return dots1::float32_bytes(name, shape) / (half ? 2 : 1);
-  };
-  const double whole32 = dots1::expected_weight_bytes(c, *dots1::Parallel::single());
-  const double whole16 = dots1::expected_weight_bytes(c, *dots1::Parallel::single(), bf16);
+  const auto whole = dots1::model_tensors(c);
+  const double whole32 = total_bytes(whole, dots1::WeightFormat::as_stored), whole16 = total_bytes(whole, dots1::WeightFormat::bf16);
+  const double replicated16 = dots1::replicated_weight_bytes(whole, [](const dots1::TensorSpec& t, int64_t n) {
+    return static_cast<double>(n) * static_cast<double>(dots1::dtype_size(dots1::held_dtype(t.kind, dots1::WeightFormat::bf16, dots1::DType::F32)));
+  });
   std::printf("split over %d ranks (%s): whole model %s in float32, %s in bf16; replicated on every rank %s (bf16)\n", ranks,
-              plan.str().c_str(), human_bytes(whole32).c_str(), human_bytes(whole16).c_str(),
-              human_bytes(dots1::replicated_weight_bytes(c, bf16)).c_str());
+              plan.str().c_str(), human_bytes(whole32).c_str(), human_bytes(whole16).c_str(), human_bytes(replicated16).c_str());
   for (int r = 0; r < ranks; ++r) {
     const auto p = dots1::Parallel::planned(plan, r, ranks);
     const auto heads = p->heads(c), kv = p->kv_heads(c), experts = p->experts(c.n_routed_experts.value_or(0));
-    const double w32 = dots1::expected_weight_bytes(c, *p), w16 = dots1::expected_weight_bytes(c, *p, bf16);
+    const auto mine = dots1::model_tensors(c, p);
+    const double w32 = total_bytes(mine, dots1::WeightFormat::as_stored), w16 = total_bytes(mine, dots1::WeightFormat::bf16);
     const double kv_token = 2.0 * (double)c.num_hidden_layers * (double)kv.size() * (double)c.head_dim() * 2.0;
     std::printf("  rank %d: heads [%lld, %lld), KV heads [%lld, %lld), experts [%lld, %lld): weights %s f32 / %s bf16 (%.3f of the model), "
                 "KV %s per token in bf16\n",
@@ -77,22 +85,24 @@ void run_info(const std::string& model_dir, const std::string& config_file) {
                 c.norm_topk_prob ? "true" : "false", c.routed_scaling_factor);
   if (c.first_k_dense_replace > 0) std::printf("  dense MLP width %lld on layers < %lld\n", (long long)c.intermediate_size, (long long)c.first_k_dense_replace);
   std::printf("layer plan:\n");
-  const auto plan = c.layer_plan();
-  // Runs of identical layers on one line: "  0-60  full attention + MoE"
-  for (size_t i = 0; i < plan.size();) {
+  const auto model = dots1::describe_model(c);
+  const auto& kinds = model.layers;
+  // Runs of identical layers on one line: "  0-60  full_attention + moe"
+  for (size_t i = 0; i < kinds.size();) {
     size_t j = i;
-    while (j + 1 < plan.size() && plan[j + 1] == plan[i]) ++j;
-    std::printf("  %5s  %s attention + %s\n", (i == j ? std::to_string(i) : std::to_string(i) + "-" + std::to_string(j)).c_str(),
-                plan[i].attention == dots1::AttentionKind::sliding ? ("sliding (window " + std::to_string(c.window()) + ")").c_str() : "full",
-                plan[i].feed_forward == dots1::FeedForwardKind::moe ? "MoE" : "dense MLP");
+    while (j + 1 < kinds.size() && kinds[j + 1] == kinds[i] && model.windows[j + 1] == model.windows[i]) ++j;
+    const std::string window = model.windows[i] > 0 ? " (window " + std::to_string(model.windows[i]) + ")" : "";
+    std::printf("  %5s  %s%s + %s\n", (i == j ? std::to_string(i) : std::to_string(i) + "-" + std::to_string(j)).c_str(), kinds[i].attention.c_str(),
+                window.c_str(), kinds[i].feed_forward.c_str());
     i = j + 1;
   }
-  const auto p = dots1::count_parameters(c);
+  const auto p = dots1::count_parameters(model.tensors);
   const double embedding = (double)c.vocab_size * (double)c.hidden_size;
   std::printf("parameters: %s total (%lld), %s active per token (%s without the embedding table, of which a token reads one row)\n",
               human_count((double)p.total).c_str(), (long long)p.total, human_count((double)p.active_per_token).c_str(),
               human_count((double)p.active_per_token - embedding).c_str());
-  std::printf("weight memory: %s in float32, %s in bfloat16\n", human_bytes(4.0 * (double)p.total).c_str(), human_bytes(2.0 * (double)p.total).c_str());
+  std::printf("weight memory: %s in float32, %s in bfloat16\n", human_bytes(total_bytes(model.tensors, dots1::WeightFormat::as_stored)).c_str(),
+              human_bytes(total_bytes(model.tensors, dots1::WeightFormat::bf16)).c_str());
   const double kv_per_token = 2.0 * (double)c.num_hidden_layers * (double)c.kv_heads() * (double)c.head_dim() * 4.0;
   std::printf("KV cache: %s per token in float32 (%s at max_position_embeddings)\n", human_bytes(kv_per_token).c_str(),
               human_bytes(kv_per_token * (double)c.max_position_embeddings).c_str());
@@ -117,13 +127,16 @@ void run_info(const std::string& model_dir, const std::string& config_file) {
   };
   if (!model_dir.empty()) {
     const auto ck = dots1::Checkpoint::open(model_dir);
-    const auto stored = dots1::checkpoint_memory(ck, dots1::WeightFormat::as_stored, true, 4);
-    const auto bf16 = dots1::checkpoint_memory(ck, dots1::WeightFormat::bf16, true, 4);
+    const auto held = dots1::describe_model(c, dots1::Parallel::single(), &ck).tensors;  // with the stored dtypes
+    auto in_place = [](dots1::DType d) { return d == dots1::DType::F32 || d == dots1::DType::BF16; };  // the CPU backend's
+    const auto stored = dots1::loaded_memory(held, dots1::WeightFormat::as_stored, in_place, 4);
+    const auto bf16 = dots1::loaded_memory(held, dots1::WeightFormat::bf16, in_place, 4);
     std::printf("memory to load on the CPU: %s as stored (%s memory-mapped in place, %s allocated)%s\n", dots1::format_bytes(stored.total()).c_str(),
                 dots1::format_bytes(stored.mapped).c_str(), dots1::format_bytes(stored.owned).c_str(), verdict(stored).c_str());
     std::printf("                           %s with --dtype bf16%s\n", dots1::format_bytes(bf16.total()).c_str(), verdict(bf16).c_str());
   } else {
-    const auto f32 = dots1::random_weights_memory(c, false), bf16 = dots1::random_weights_memory(c, true);
+    const auto f32 = dots1::random_weights_memory(model.tensors, dots1::WeightFormat::as_stored);
+    const auto bf16 = dots1::random_weights_memory(model.tensors, dots1::WeightFormat::bf16);
     std::printf("memory for random weights: %s in float32%s\n", dots1::format_bytes(f32.total()).c_str(), verdict(f32).c_str());
     std::printf("                           %s in bfloat16%s\n", dots1::format_bytes(bf16.total()).c_str(), verdict(bf16).c_str());
   }

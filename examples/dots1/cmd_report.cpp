@@ -11,7 +11,7 @@
 #include <vector>
 
 #include <dots1/instrument/report.hpp>
-#include <dots1/io/atomic_file.hpp>
+#include <dots1/base/atomic_file.hpp>
 
 #include "commands.hpp"
 

@@ -80,7 +80,9 @@ class CudaModel final : public Model {
     for (size_t at = 0; at < ids.size(); at += static_cast<size_t>(ubatch)) {
       const size_t end = std::min(ids.size(), at + static_cast<size_t>(ubatch));
       auto in = dots1::ForwardInput::from_ids({std::vector<int64_t>(ids.begin() + static_cast<std::ptrdiff_t>(at), ids.begin() + static_cast<std::ptrdiff_t>(end))});
-      model_.forward_last_logits(in, *cache_);  // as generate()'s prefill: the last position's logits, on the device
+      in.logits_to_keep = 1;
+      in.logits_on_backend = true;
+      model_.forward(in, cache_);  // as generate()'s prefill: the last position's logits, on the device
     }
     synchronize();
     return since(t0);
@@ -91,6 +93,8 @@ class CudaModel final : public Model {
     in.batch = 1;
     in.seq = 1;
     in.input_ids = {0};
+    in.logits_to_keep = 1;
+    in.logits_on_backend = true;
     // each step as generate()'s greedy step: the forward, then the token chosen on the device (8 bytes back)
     dots1::ThrustTokenSelector greedy(dots1::ResolvedGenerationConfig{}, model_.config().vocab_size);
     dots1::SamplingRng rng(0);
@@ -100,7 +104,7 @@ class CudaModel final : public Model {
     const auto t0 = Clock::now();
     for (int64_t id : ids) {
       in.input_ids[0] = id;
-      greedy.select(model_.forward_last_logits(in, *cache_), 1, history, no_pads, rng);
+      greedy.select(*model_.forward(in, cache_).backend_logits, 1, history, no_pads, rng);
     }
     synchronize();
     return since(t0);
@@ -125,11 +129,7 @@ std::unique_ptr<Model> load_pretrained(const std::string& dir, dots1::WeightForm
   const size_t before = device_used_bytes();
   const auto checkpoint = dots1::Checkpoint::open(dir);
   const dots1::ProgressWeightSource progress(checkpoint, dots1::terminal_progress_bar());
-  auto load = [&]() -> GModel {
-    if (format == dots1::WeightFormat::as_stored) return GModel(checkpoint.config(), progress);
-    return GModel(checkpoint.config(), dots1::CastWeights(progress, format));
-  };
-  GModel model = load();
+  GModel model(checkpoint.config(), progress, format);
   synchronize();
   return std::make_unique<CudaModel>(std::move(model), device_used_bytes() - before);
 }
@@ -138,7 +138,7 @@ std::unique_ptr<Model> load_random(const dots1::Dots1Config& config, uint64_t se
   check_device();
   const size_t before = device_used_bytes();
   GModel model = [&] {
-    const dots1::RandomWeights random(dots1::model_tensor_shapes(config), seed, format);
+    const dots1::RandomWeights random(GModel::describe(config), seed, format);
     return GModel(config, dots1_cli::PreloadedWeights(random, threads));
   }();
   synchronize();

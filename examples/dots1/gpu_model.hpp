@@ -15,7 +15,7 @@
 #include <dots1/config.hpp>
 #include <dots1/generation/generate.hpp>
 #include <dots1/io/checkpoint.hpp>
-#include <dots1/model/forward_io.hpp>
+#include <dots1/base/forward_io.hpp>
 
 namespace dots1_cli::gpu {
 

@@ -16,21 +16,11 @@
 #include <nlohmann/json.hpp>
 
 #include "dots1/error.hpp"
-#include "dots1/io/atomic_file.hpp"
+#include "dots1/base/atomic_file.hpp"
 
 namespace dots1 {
 
 using json = nlohmann::json;
-
-enum class AttentionKind { full, sliding };
-enum class FeedForwardKind { dense, moe };
-
-/// One decoder layer's instantiation, chosen by the config.
-struct LayerPlan {
-  AttentionKind attention = AttentionKind::full;
-  FeedForwardKind feed_forward = FeedForwardKind::dense;
-  friend bool operator==(const LayerPlan&, const LayerPlan&) = default;
-};
 
 /// RoPE variant and its parameters: both HF spellings (`rope_theta` + `rope_scaling` with `type` or
 /// `rope_type`, and `rope_parameters`) load into this.
@@ -106,16 +96,6 @@ struct Dots1Config {
     return t;
   }
 
-  /// Which instantiation each layer gets.
-  std::vector<LayerPlan> layer_plan() const {
-    auto types = resolved_layer_types();
-    std::vector<LayerPlan> plan;
-    for (int64_t i = 0; i < num_hidden_layers; ++i)
-      plan.push_back({types[static_cast<size_t>(i)] == "sliding_attention" ? AttentionKind::sliding : AttentionKind::full,
-                      is_moe_layer(i) ? FeedForwardKind::moe : FeedForwardKind::dense});
-    return plan;
-  }
-
   /// The window a sliding layer uses (only meaningful when some layer is sliding).
   int64_t window() const { return sliding_window.value_or(0); }
 
@@ -130,7 +110,8 @@ struct Dots1Config {
   // ---- JSON ----
   static Dots1Config from_json(const json& j);
   json to_json() const;
-  static Dots1Config load(const std::filesystem::path& config_json);
+  /// Reads config.json; `read` parses it (from_json for dots1, a model family's reader for another model type).
+  static Dots1Config load(const std::filesystem::path& config_json, Dots1Config (*read)(const json&) = &Dots1Config::from_json);
   void save(const std::filesystem::path& config_json) const;
 };
 
@@ -581,7 +562,7 @@ inline void Dots1Config::validate() const {
   }
 }
 
-inline Dots1Config Dots1Config::load(const std::filesystem::path& path) {
+inline Dots1Config Dots1Config::load(const std::filesystem::path& path, Dots1Config (*read)(const json&)) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw IoError("cannot open config file " + path.string());
   json j;
@@ -591,7 +572,7 @@ inline Dots1Config Dots1Config::load(const std::filesystem::path& path) {
     throw ConfigError("<file " + path.string() + ">", "unparsable", std::string("not valid JSON: ") + e.what());
   }
   try {
-    return from_json(j);
+    return read(j);
   } catch (const ConfigError& e) {
     throw ConfigError(e.field(), e.value(), e.rule() + " (in " + path.string() + ")");
   }

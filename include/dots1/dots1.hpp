@@ -1,5 +1,5 @@
-// dots1/dots1.hpp — the core of dots1: config, checkpoint I/O, policies and the backend-generic model.
-// It includes no backend: add one with dots1/eigen.hpp (CPU) or dots1/cuda.hpp (NVIDIA GPUs).
+// dots1/dots1.hpp — the core of dots1: config, checkpoint I/O, the blocks and the backend-generic model,
+// generation. It includes no backend: add one with dots1/eigen.hpp (CPU) or dots1/cuda.hpp (NVIDIA GPUs).
 #pragma once
 
 #include "dots1/config.hpp"
@@ -8,9 +8,6 @@
 #include "dots1/io/checkpoint.hpp"
 #include "dots1/io/forward_json.hpp"
 #include "dots1/io/safetensors.hpp"
-#include "dots1/model/dots1_model.hpp"
-#include "dots1/model/forward_io.hpp"
-#include "dots1/model/kv_cache.hpp"
-#include "dots1/model/rope.hpp"
-#include "dots1/model/shapes.hpp"
-#include "dots1/policies.hpp"
+#include "dots1/model/causal_lm.hpp"
+#include "dots1/model/describe.hpp"
+#include "dots1/model/dots1.hpp"

@@ -6,7 +6,7 @@
 
 #include <dots1/config.hpp>
 #include <dots1/model/rope.hpp>
-#include <dots1/model/shapes.hpp>
+#include <dots1/model/describe.hpp>
 
 #include "fuzz_support.hpp"
 
@@ -29,7 +29,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // Work proportional to the layer count (layer plan, save): skipped for huge but valid counts, which only
   // cost time here.
   if (c.num_hidden_layers <= 4096) {
-    FUZZ_CHECK(static_cast<int64_t>(c.layer_plan().size()) == c.num_hidden_layers, "layer plan");
+    FUZZ_CHECK(static_cast<int64_t>(dots1::Dots1::layer_kinds(c).size()) == c.num_hidden_layers, "layer plan");
     const auto saved = c.to_json();
     dots1::Dots1Config back;
     try {

@@ -11,48 +11,16 @@
 
 #include "../support/backend_under_test.hpp"
 #include "../support/fixtures.hpp"
+#include "../support/reference_checks.hpp"
 
 using namespace dots1_test;
 using Model = dots1::Dots1ForCausalLM<TestBackend>;
 
 namespace {
 
-dots1::GenerationInput input_of(const nlohmann::json& run) {
-  dots1::GenerationInput in;
-  in.batch = static_cast<int64_t>(run["input_ids"].size());
-  in.seq = static_cast<int64_t>(run["input_ids"][0].size());
-  in.input_ids = flatten<int64_t>(run["input_ids"]);
-  if (run.contains("attention_mask")) in.attention_mask = flatten<int64_t>(run["attention_mask"]);
-  return in;
-}
+dots1::GenerationInput input_of(const nlohmann::json& run) { return generation_input_of(run); }
 
-void check_fixture(const std::string& name) {
-  const auto dir = fixtures_dir() / "generation" / name;
-  auto model = Model::from_pretrained(dir);
-  const auto checkpoint_options = dots1::GenerationConfig::for_checkpoint(dir, model.config());
-  const auto runs = read_json(dir / "runs.json");
-  BOOST_REQUIRE(runs["runs"].size() >= 2);
-  for (const auto& run : runs["runs"]) {
-    const std::string run_name = run["name"];
-    BOOST_TEST_CONTEXT(name << "/" << run_name) {
-      const auto in = input_of(run);
-      // the run's options are HF generate() keyword arguments: the same names as generation_config.json
-      const auto options = checkpoint_options.overridden_by(dots1::GenerationConfig::from_json(run["options"]));
-      std::map<int64_t, std::vector<int64_t>> streamed;
-      const auto out = dots1::generate(model, in, options, [&](int64_t row, int64_t token) { streamed[row].push_back(token); });
-      const auto want = run["sequences"].get<std::vector<std::vector<int64_t>>>();
-      BOOST_TEST(out.sequences == want, "sequences differ from HF generate");
-      for (size_t b = 0; b < want.size(); ++b) {
-        BOOST_TEST_INFO("row " << b);
-        BOOST_TEST(out.generated(static_cast<int64_t>(b)) == streamed[static_cast<int64_t>(b)]);
-      }
-      BOOST_TEST(out.steps == static_cast<int64_t>(want[0].size()) - in.seq);
-    }
-    BOOST_TEST_MESSAGE("  " << name << "/" << run_name << ": " << run["sequences"].size() << " x "
-                            << run["sequences"][0].size() - run["input_ids"][0].size() << " new tokens checked (HF's smallest greedy margin "
-                            << run["min_margin"].get<double>() << ")");
-  }
-}
+void check_fixture(const std::string& name) { check_generation_runs<Model>(fixtures_dir() / "generation" / name); }
 
 Model& dense_model() {
   static Model model = Model::from_pretrained(fixtures_dir() / "generation" / "dense_gqa");

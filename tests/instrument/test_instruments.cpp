@@ -86,7 +86,8 @@ double check_routing(const dots1::Recording& r, const std::string& run) {
   return worst;
 }
 
-double check_logits(const Model::Output& out, const std::string& run) {
+template <class Output>
+double check_logits(const Output& out, const std::string& run) {
   const double e = max_abs_diff(out.logits.values, fixture().want(run + ".logits"));
   BOOST_TEST_MESSAGE("  " << run << ": logits max |diff| vs HF " << fmt(e));
   BOOST_TEST(e <= kTolerance, run << ": logits max |diff| " << fmt(e));

@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include <dots1/io/safetensors.hpp>
-#include <dots1/model/forward_io.hpp>
+#include <dots1/base/forward_io.hpp>
 
 namespace dots1_test {
 

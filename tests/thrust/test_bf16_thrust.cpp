@@ -186,9 +186,8 @@ void compare_fixture(const Cpu& cpu, const Gpu& gpu, const nlohmann::json& cj, C
 void check_fixture(const std::string& name) {
   const auto dir = fixtures_dir() / "model" / name;
   const auto ck = dots1::Checkpoint::open(dir);
-  const dots1::CastWeights bf16(ck, dots1::WeightFormat::bf16);
-  const Cpu cpu(ck.config(), bf16);
-  const Gpu gpu(ck.config(), bf16);
+  const Cpu cpu(ck.config(), ck, dots1::WeightFormat::bf16);
+  const Gpu gpu(ck.config(), ck, dots1::WeightFormat::bf16);
   const auto cj = read_json(dir / "case.json");
   BOOST_TEST_MESSAGE("fixture " << name);
   Settings restore;
@@ -219,7 +218,7 @@ void check_fixture(const std::string& name) {
 
 BOOST_AUTO_TEST_CASE(weights_stay_bf16_on_the_device) {
   const auto ck = dots1::Checkpoint::open(fixtures_dir() / "model" / "groups_moe0");
-  const dots1::CastWeights bf16(ck, dots1::WeightFormat::bf16);
+  const dots1::CastWeights bf16(ck, dots1::WeightFormat::bf16, Cpu::describe(ck.config()));
   const auto t = bf16.get("model.layers.1.self_attn.q_proj.weight");
   const auto m = Thrust::matrix(t);
   BOOST_TEST((m.dtype == dots1::DType::BF16));

@@ -93,16 +93,17 @@ BOOST_AUTO_TEST_CASE(expert_dispatch_and_combine_on_the_gpu) {
   auto c = dots1::Checkpoint::open(fixtures_dir() / "model" / "groups_moe0").config();
   const auto par = dots1::Parallel::create(ranks().nccl, {ranks().nccl->size(), 1});
   const int64_t E = *c.n_routed_experts, H = c.hidden_size, Im = c.moe_intermediate_size, T = 5;
-  dots1::RandomWeights w(dots1::model_tensor_shapes(c), 3);
-  dots1::WeightReader all(w);
-  const std::string p = "model.layers.0.mlp.";
-  const auto gate = B::matrix(all.take(p + "gate.weight", {E, H}));
-  const auto bias = B::vector(all.take(p + "gate.e_score_correction_bias", {E}));
+  const dots1::RandomWeights w(dots1::model_tensors(c), 3);
+  dots1::WeightLoader loader(w);
+  auto mlp = loader.root().at("model.layers.0.mlp");
+  const auto gate = B::matrix(mlp.take("gate.weight", {E, H}, dots1::TensorKind::router));
+  const auto bias = B::vector(mlp.take("gate.e_score_correction_bias", {E}, dots1::TensorKind::buffer));
   std::vector<B::ExpertMatrices> experts, mine;
   const auto range = par->experts(E);
   for (int64_t e = 0; e < E; ++e) {
-    B::ExpertMatrices m{B::matrix(all.take_expert(0, e, "gate_proj", E, H, Im)), B::matrix(all.take_expert(0, e, "up_proj", E, H, Im)),
-                        B::matrix(all.take_expert(0, e, "down_proj", E, H, Im))};
+    const double used = 1.0;
+    B::ExpertMatrices m{B::matrix(mlp.take_expert(e, "gate_proj", E, H, Im, used)), B::matrix(mlp.take_expert(e, "up_proj", E, H, Im, used)),
+                        B::matrix(mlp.take_expert(e, "down_proj", E, H, Im, used))};
     experts.push_back(m);
     if (range.contains(e)) mine.push_back(m);
   }
@@ -115,6 +116,6 @@ BOOST_AUTO_TEST_CASE(expert_dispatch_and_combine_on_the_gpu) {
   B::linear(gate, nullptr, x, T, logits);
   B::route(logits, bias, T, router, indices, weights);
   B::moe_experts(x, T, H, indices, weights, router.top_k, experts, Im, dots1::kernels::Activation::silu, want);
-  dots1::expert_parallel_moe<B>(*par, x, T, H, gate, bias, router, mine, Im, dots1::kernels::Activation::silu, got);
+  dots1::expert_parallel_moe<B>(*par, x, T, H, indices, weights, router.top_k, E, mine, Im, dots1::kernels::Activation::silu, got);
   BOOST_TEST(max_abs_diff(B::download(got), B::download(want)) <= 1e-5);
 }

@@ -77,10 +77,11 @@ void check_fixture(const std::string& name) {
   const auto dir = fixtures_dir() / "model" / name;
   const auto ck = dots1::Checkpoint::open(dir);
   Model f32(ck.config(), ck);
-  Model bf16(ck.config(), dots1::CastWeights(ck, dots1::WeightFormat::bf16));
+  Model bf16(ck.config(), ck, dots1::WeightFormat::bf16);
   // float32 matrices holding the bf16-rounded values
-  const dots1::CastWeights rounded_bf16(ck, dots1::WeightFormat::bf16);
-  Model rounded(ck.config(), dots1::CastWeights(rounded_bf16, dots1::WeightFormat::f32));
+  const auto tensors = Model::describe(ck.config());
+  const dots1::CastWeights rounded_bf16(ck, dots1::WeightFormat::bf16, tensors);
+  Model rounded(ck.config(), rounded_bf16, dots1::WeightFormat::f32);
   const auto cj = read_json(dir / "case.json");
   const double tolerance = bf16_tolerance(ck.config().num_hidden_layers);
   double worst_kernel = 0, worst_clean = 0, worst_flipped = 0;
@@ -142,11 +143,12 @@ BOOST_AUTO_TEST_CASE(rope_llama3) { check_fixture("rope_llama3"); }
 
 BOOST_AUTO_TEST_CASE(random_weights_in_bf16_are_the_rounded_float32_weights) {
   const auto c = dots1::Checkpoint::open(fixtures_dir() / "model" / "groups_moe0").config();
-  const auto shapes = dots1::model_tensor_shapes(c);
-  const dots1::RandomWeights f(shapes, 7), b(shapes, 7, dots1::WeightFormat::bf16);
-  for (const auto& [name, shape] : shapes) {
+  const auto tensors = dots1::model_tensors(c);
+  const dots1::RandomWeights f(tensors, 7), b(tensors, 7, dots1::WeightFormat::bf16);
+  for (const auto& t : tensors) {
+    const std::string& name = t.name;
     const auto tf = f.get(name), tb = b.get(name);
-    const bool matrix = shape.size() >= 2 && name.find("mlp.gate.weight") == std::string::npos;
+    const bool matrix = t.shape.size() >= 2 && name.find("mlp.gate.weight") == std::string::npos;  // HF keeps the router in float32
     BOOST_TEST((tb.dtype == (matrix ? dots1::DType::BF16 : dots1::DType::F32)), name);
     for (int64_t i = 0; i < tf.numel(); i += 97) {
       const float want = matrix ? dots1::bf16_to_float(dots1::float_to_bf16(tf.float_at(i))) : tf.float_at(i);

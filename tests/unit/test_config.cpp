@@ -62,12 +62,12 @@ BOOST_AUTO_TEST_CASE(derived_values_and_layer_plan) {
   BOOST_TEST(c.head_dim() == 16);
   BOOST_TEST(c.kv_groups() == 2);
   BOOST_TEST(c.attention_scaling() == 0.25);
-  const auto plan = c.layer_plan();
+  const auto plan = dots1::Dots1::layer_kinds(c);
   BOOST_TEST(plan.size() == 4u);
-  BOOST_TEST((plan[0] == dots1::LayerPlan{dots1::AttentionKind::full, dots1::FeedForwardKind::dense}));
-  BOOST_TEST((plan[1] == dots1::LayerPlan{dots1::AttentionKind::full, dots1::FeedForwardKind::moe}));
-  BOOST_TEST((plan[2] == dots1::LayerPlan{dots1::AttentionKind::sliding, dots1::FeedForwardKind::moe}));
-  BOOST_TEST((plan[3] == dots1::LayerPlan{dots1::AttentionKind::sliding, dots1::FeedForwardKind::moe}));
+  BOOST_TEST((plan[0] == dots1::LayerKind{"full_attention", "mlp"}));
+  BOOST_TEST((plan[1] == dots1::LayerKind{"full_attention", "moe"}));
+  BOOST_TEST((plan[2] == dots1::LayerKind{"sliding_attention", "moe"}));
+  BOOST_TEST((plan[3] == dots1::LayerKind{"sliding_attention", "moe"}));
   j["head_dim"] = 32;
   BOOST_TEST(Dots1Config::from_json(j).head_dim() == 32);
   // The real checkpoint's values.

@@ -154,16 +154,17 @@ struct AttentionCase {
   bool padding = false, weights = false;
 };
 
-void check_attention(const AttentionCase& c, int threads) {
+template <class Window>
+void check_attention_with(const AttentionCase& c, int threads, Window window) {
   ThreadCount tc(threads);
   const auto q = randn(static_cast<size_t>(c.batch * c.q_len * c.heads * c.head_dim), 11);
   const auto k = randn(static_cast<size_t>(c.batch * c.capacity * c.kv_heads * c.head_dim), 12);
   const auto v = randn(static_cast<size_t>(c.batch * c.capacity * c.kv_heads * c.head_dim), 13);
   std::vector<int32_t> key_mask;
-  dots1::kernels::MaskSpec mask;
+  dots1::kernels::MaskSpec<Window> mask;
   mask.q_offset = c.q_offset;
   mask.kv_offset = 0;
-  mask.window = c.window;
+  mask.window = window;
   mask.q_len = c.q_len;
   if (c.padding) {  // batch entry 1 is left-padded by 3
     key_mask.assign(static_cast<size_t>(c.batch * c.kv_len), 1);
@@ -174,10 +175,10 @@ void check_attention(const AttentionCase& c, int threads) {
   const int64_t rows = c.batch * c.heads * c.q_len;
   std::vector<float> out(q.size(), NAN), want(q.size(), NAN), w(c.weights ? static_cast<size_t>(rows * c.kv_len) : 0),
       want_w(static_cast<size_t>(rows * c.kv_len)), scratch(static_cast<size_t>(rows * c.kv_len));
-  cpu::attention({q.data(), k.data(), v.data(), out.data(), c.weights ? w.data() : nullptr, c.batch, c.q_len, c.kv_len, c.capacity, c.heads,
-                  c.kv_heads, c.head_dim, 0.125f, mask});
-  dots1::kernels::AttentionRow<float> f{q.data(), k.data(), v.data(), want.data(), want_w.data(), scratch.data(), c.q_len, c.kv_len, c.capacity,
-                                        c.heads, c.kv_heads, c.head_dim, 0.125f, mask};
+  cpu::attention(cpu::AttentionArgs<Window>{q.data(), k.data(), v.data(), out.data(), c.weights ? w.data() : nullptr, c.batch, c.q_len, c.kv_len,
+                                            c.capacity, c.heads, c.kv_heads, c.head_dim, 0.125f, mask});
+  dots1::kernels::AttentionRow<float, Window> f{q.data(), k.data(), v.data(), want.data(), want_w.data(), scratch.data(),
+                                                {c.q_len, c.kv_len, c.capacity, c.heads, c.kv_heads, c.head_dim, 0.125f}, mask};
   for (int64_t r = 0; r < rows; ++r) f(r);
   double worst = 0;
   for (size_t i = 0; i < out.size(); ++i) worst = std::max(worst, static_cast<double>(std::fabs(out[i] - want[i])));
@@ -187,6 +188,11 @@ void check_attention(const AttentionCase& c, int threads) {
     for (size_t i = 0; i < w.size(); ++i) ww = std::max(ww, static_cast<double>(std::fabs(w[i] - want_w[i])));
     BOOST_TEST(ww <= 1e-6, "attention weights max |diff| " << ww);
   }
+}
+
+void check_attention(const AttentionCase& c, int threads) {
+  if (c.window > 0) check_attention_with(c, threads, dots1::kernels::SlidingWindow{c.window});
+  else check_attention_with(c, threads, dots1::kernels::NoWindow{});
 }
 
 }  // namespace

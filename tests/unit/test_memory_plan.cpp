@@ -33,7 +33,9 @@ bool message_has(const dots1::Error& e, std::initializer_list<const char*> words
 BOOST_AUTO_TEST_CASE(random_weights_of_the_real_model_fail_early) {
   const auto c = dots1::Dots1Config::load(kRealConfig);
   const auto p = dots1::count_parameters(c);
-  const auto f32 = dots1::random_weights_memory(c, false), bf16 = dots1::random_weights_memory(c, true);
+  const auto tensors = dots1::model_tensors(c);
+  const auto f32 = dots1::random_weights_memory(tensors, dots1::WeightFormat::as_stored);
+  const auto bf16 = dots1::random_weights_memory(tensors, dots1::WeightFormat::bf16);
   // Parameters plus the routers' correction-bias buffers (E per MoE layer; HF does not count buffers).
   BOOST_TEST(f32.owned == 4 * static_cast<uint64_t>(p.total + *c.n_routed_experts * (c.num_hidden_layers - c.first_k_dense_replace)));
   BOOST_TEST(f32.mapped == 0u);
@@ -69,15 +71,18 @@ BOOST_AUTO_TEST_CASE(checkpoint_memory_counts_mapped_and_converted_tensors) {
       }
     }
   BOOST_TEST(f32_matrix_bytes > 0u);  // the routers
-  const auto stored = dots1::checkpoint_memory(ck, dots1::WeightFormat::as_stored, true, 4);
+  // What a load of this checkpoint holds, as the blocks declare it, with the checkpoint's stored dtypes.
+  const auto tensors = dots1::CpuModel::describe(ck.config(), dots1::Parallel::single(), &ck);
+  auto in_place = [](dots1::DType d) { return d == dots1::DType::F32 || d == dots1::DType::BF16; };
+  const auto stored = dots1::loaded_memory(tensors, dots1::WeightFormat::as_stored, in_place, 4);
   BOOST_TEST(stored.mapped == matrix_bytes);
   BOOST_TEST(stored.owned == 4 * vectors);
   // Converted to float32: the bf16 matrices become owned copies; float32 ones stay in place.
-  const auto f32 = dots1::checkpoint_memory(ck, dots1::WeightFormat::f32, true, 4);
+  const auto f32 = dots1::loaded_memory(tensors, dots1::WeightFormat::f32, in_place, 4);
   BOOST_TEST(f32.mapped == f32_matrix_bytes);
   BOOST_TEST(f32.owned == 4 * (matrices + vectors) - f32_matrix_bytes);
   // A backend that converts everything (double compute) owns it all.
-  const auto f64 = dots1::checkpoint_memory(ck, dots1::WeightFormat::as_stored, false, 8);
+  const auto f64 = dots1::loaded_memory(tensors, dots1::WeightFormat::as_stored, [](dots1::DType) { return false; }, 8);
   BOOST_TEST(f64.owned == 8 * (matrices + vectors));
 }
 

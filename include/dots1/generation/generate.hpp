@@ -40,7 +40,7 @@
 #include "dots1/generation/logits_process.hpp"
 #include "dots1/generation/sampling.hpp"
 #include "dots1/instrument/instrument.hpp"
-#include "dots1/model/forward_io.hpp"
+#include "dots1/base/forward_io.hpp"
 
 namespace dots1 {
 
@@ -57,10 +57,10 @@ concept CausalLanguageModel = requires(M& m, const M& cm, const ForwardInput& in
 /// then copies B token ids to the host instead of [B, vocab] logits. Same selection rules and random
 /// stream as the host path (see backend/thrust/token_selection.hpp).
 template <class M>
-concept SelectsTokensOnBackend = CausalLanguageModel<M> && requires(const M& cm, const ForwardInput& in, typename M::Cache& cache,
+concept SelectsTokensOnBackend = CausalLanguageModel<M> && requires(const M& cm, const ForwardInput& in, std::shared_ptr<typename M::Cache> cache,
                                                                     typename M::backend::TokenSelector& selector, SamplingRng& rng,
                                                                     std::span<const std::vector<int64_t>> sequences, std::span<const int64_t> ignore) {
-  { selector.select(cm.forward_last_logits(in, cache), in.batch, sequences, ignore, rng) } -> std::same_as<std::vector<int64_t>>;
+  { selector.select(*cm.forward(in, cache).backend_logits, in.batch, sequences, ignore, rng) } -> std::same_as<std::vector<int64_t>>;
 };
 
 /// The prompts: one sequence, or a batch left-padded to a common length with its attention mask.
@@ -119,25 +119,9 @@ using TokenCallback = std::function<void(int64_t row, int64_t token)>;
 namespace detail {
 
 inline void check_generation_input(const GenerationInput& in, int64_t vocab_size) {
-  if (in.batch <= 0 || in.seq <= 0)
-    throw InputError("generate: empty prompt (batch " + std::to_string(in.batch) + ", length " + std::to_string(in.seq) + ")");
-  const int64_t T = in.batch * in.seq;
-  if (static_cast<int64_t>(in.input_ids.size()) != T)
-    throw InputError("generate: input_ids has " + std::to_string(in.input_ids.size()) + " values, expected batch x seq = " +
-                     std::to_string(in.batch) + " x " + std::to_string(in.seq));
-  for (int64_t t = 0; t < T; ++t) {
-    const int64_t id = in.input_ids[static_cast<size_t>(t)];
-    if (id < 0 || id >= vocab_size)
-      throw InputError("generate: input_ids[" + std::to_string(t / in.seq) + "][" + std::to_string(t % in.seq) + "] = " +
-                       std::to_string(id) + " is outside the vocabulary [0, " + std::to_string(vocab_size) + ")");
-  }
-  if (!in.attention_mask.empty()) {
-    if (static_cast<int64_t>(in.attention_mask.size()) != T)
-      throw InputError("generate: attention_mask has " + std::to_string(in.attention_mask.size()) +
-                       " values, expected batch x seq = " + std::to_string(T));
-    for (int64_t m : in.attention_mask)
-      if (m != 0 && m != 1) throw InputError("generate: attention_mask values must be 0 or 1, got " + std::to_string(m));
-  }
+  check_batch_shape(in.batch, in.seq, "generate");
+  check_input_ids(in.input_ids, in.batch, in.seq, vocab_size, "generate");
+  if (!in.attention_mask.empty()) check_attention_mask(in.attention_mask, in.batch, in.seq, "generate", "seq");
 }
 
 /// HF's _prepare_attention_mask_for_generation: ids != pad only when pad is set, occurs in the prompt and
@@ -183,9 +167,11 @@ class NextTokenChooser {
     rows_ = in.batch;
     std::apply(
         [&](auto*... instrument) {
-          if constexpr (on_backend)
-            backend_logits_ = &model_.forward_last_logits(in, *cache, *instrument...);
-          else
+          if constexpr (on_backend) {
+            ForwardInput step = in;  // the logits stay where the selector reads them
+            step.logits_on_backend = true;
+            backend_logits_ = model_.forward(step, cache, *instrument...).backend_logits;
+          } else
             logits_ = model_.forward(in, cache, *instrument...).logits.values;  // [rows, 1, V]
         },
         instrument_);

@@ -34,7 +34,7 @@
 #include <type_traits>
 #include <utility>
 
-#include "dots1/model/backend_concept.hpp"
+#include "dots1/base/geometry.hpp"
 
 namespace dots1 {
 
@@ -134,9 +134,9 @@ struct Chain {
 template <class A, class B>
 Chain(A&, B&) -> Chain<A, B>;
 
-/// The compile-time flags of "no instrument or one": the model's functions take their instrument as a
-/// parameter pack (`I*... instrument`), empty for the plain forward, so the uninstrumented model has exactly
-/// the signatures and code it would have without this header.
+/// The compile-time flags of "no instrument or one": the model's forward takes its instrument as a parameter
+/// pack, empty for the plain forward, so the uninstrumented model has exactly the code it would have
+/// without this header.
 template <class... I>
 struct HooksOf {
   static_assert(sizeof...(I) <= 1, "pass one instrument; combine several with dots1::Chain");
@@ -149,51 +149,68 @@ struct HooksOf<I> {
                         attention_output = I::attention_output, routing = I::routing;
 };
 
-/// What a decoder layer passes to its sub-blocks: the instrument and the layer index.
-template <class I>
-struct InstrumentAt {
-  I* instrument = nullptr;
-  int64_t layer = 0;
+/// The hooks as blocks call them: one line at each named point, e.g. `obs.residual(ResidualPoint::layer_input,
+/// h)` or `obs.attention_output(shape, attn)`. Observer<B> (no instrument) has only empty inline functions, so
+/// a forward without an instrument compiles no hook code at all; Observer<B, I> calls what I's flags turn on,
+/// for the layer `at(layer)` names, with the host round trip (download, hook, upload of an edit).
+template <class B, class... I>
+struct Observer;
+
+template <class B>
+struct Observer<B> {
+  static constexpr bool active = false;
+  static constexpr bool wants_attention_weights = false;
+  Observer at(int64_t) const { return {}; }
+  void residual(ResidualPoint, typename B::Vector&) const {}
+  void attention_weights(const AttentionShape&, const typename B::Vector&) const {}
+  void attention_output(const AttentionShape&, typename B::Vector&) const {}
+  void routing(const RouterShape&, const typename B::Vector&, const typename B::Vector&, typename B::IndexVector&, typename B::Vector&) const {}
 };
 
-/// The hook calls the model makes, with the host round trip. Each is called only under its flag's
-/// `if constexpr`, so none of this exists in an uninstrumented build.
-namespace instrument_hooks {
-
 template <class B, class I>
-void residual(InstrumentAt<I> at, ResidualPoint p, typename B::Vector& h) {
+struct Observer<B, I> {
+  static_assert(InstrumentPolicy<I>, "an instrument declares static constexpr bool residual, attention_weights, attention_output, routing");
   using T = typename B::Scalar;
-  auto host = B::download(h);
-  if (at.instrument->on_residual(at.layer, p, std::span<T>(host))) h = B::upload(std::span<const T>(host));
-}
+  static constexpr bool active = instrument_active<I>;
+  static constexpr bool wants_attention_weights = I::attention_weights;
 
-template <class B, class I>
-void attention_weights(InstrumentAt<I> at, const AttentionShape& s, const typename B::Vector& w) {
-  using T = typename B::Scalar;
-  const auto host = B::download(w);
-  at.instrument->on_attention_weights(at.layer, s, std::span<const T>(host));
-}
+  I* instrument = nullptr;
+  int64_t layer = -1;
 
-template <class B, class I>
-void attention_output(InstrumentAt<I> at, const AttentionShape& s, typename B::Vector& o) {
-  using T = typename B::Scalar;
-  auto host = B::download(o);
-  if (at.instrument->on_attention_output(at.layer, s, std::span<T>(host))) o = B::upload(std::span<const T>(host));
-}
+  Observer at(int64_t l) const { return {instrument, l}; }
 
-template <class B, class I>
-void routing(InstrumentAt<I> at, const RouterShape& r, const typename B::Vector& logits, const typename B::Vector& bias,
-             typename B::IndexVector& indices, typename B::Vector& weights) {
-  using T = typename B::Scalar;
-  const auto l = B::download(logits), b = B::download(bias);
-  auto idx = B::download(indices);
-  auto w = B::download(weights);
-  if (at.instrument->on_routing(at.layer, r, std::span<const T>(l), std::span<const T>(b), std::span<int32_t>(idx), std::span<T>(w))) {
-    indices = B::upload(std::span<const int32_t>(idx));
-    weights = B::upload(std::span<const T>(w));
+  void residual(ResidualPoint p, typename B::Vector& h) const {
+    if constexpr (I::residual) {
+      auto host = B::download(h);
+      if (instrument->on_residual(layer, p, std::span<T>(host))) h = B::upload(std::span<const T>(host));
+    }
   }
-}
-
-}  // namespace instrument_hooks
+  void attention_weights(const AttentionShape& s, const typename B::Vector& w) const {
+    if constexpr (I::attention_weights) {
+      const auto host = B::download(w);
+      instrument->on_attention_weights(layer, s, std::span<const T>(host));
+    }
+  }
+  /// o [B*S, nh*d]: the heads' outputs before o_proj.
+  void attention_output(const AttentionShape& s, typename B::Vector& o) const {
+    if constexpr (I::attention_output) {
+      auto host = B::download(o);
+      if (instrument->on_attention_output(layer, s, std::span<T>(host))) o = B::upload(std::span<const T>(host));
+    }
+  }
+  /// After the router, before the experts run: observe or replace the choice.
+  void routing(const RouterShape& r, const typename B::Vector& logits, const typename B::Vector& bias, typename B::IndexVector& indices,
+               typename B::Vector& weights) const {
+    if constexpr (I::routing) {
+      const auto l = B::download(logits), b = B::download(bias);
+      auto idx = B::download(indices);
+      auto w = B::download(weights);
+      if (instrument->on_routing(layer, r, std::span<const T>(l), std::span<const T>(b), std::span<int32_t>(idx), std::span<T>(w))) {
+        indices = B::upload(std::span<const int32_t>(idx));
+        weights = B::upload(std::span<const T>(w));
+      }
+    }
+  }
+};
 
 }  // namespace dots1

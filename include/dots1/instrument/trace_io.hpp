@@ -30,7 +30,7 @@
 #include "dots1/error.hpp"
 #include "dots1/instrument/recorder.hpp"
 #include "dots1/io/safetensors.hpp"
-#include "dots1/model/forward_io.hpp"
+#include "dots1/base/forward_io.hpp"
 
 namespace dots1 {
 

@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dots1/error.hpp"
-#include "dots1/model/forward_io.hpp"
+#include "dots1/base/forward_io.hpp"
 
 namespace dots1 {
 

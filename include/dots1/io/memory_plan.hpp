@@ -1,11 +1,13 @@
 // dots1/io/memory_plan.hpp — how much memory a model will hold before it is loaded, and an early, clear
 // failure when the machine does not have it (instead of the kernel's OOM killer halfway through a load).
 //
-// The CPU backend computing in float reads F32 and BF16 weight matrices in place from the memory-mapped
-// safetensors files ("mapped": page cache, read on first use) and converts everything else (F16/F64
-// matrices, all 1-D tensors, every tensor a WeightFormat converts) into its own memory ("owned"). Generated
-// (random) weights are all owned. Both count against the machine: a mapped checkpoint larger than memory
-// would be re-read from disk on every token.
+// What a model holds comes from its blocks' declarations (base/tensor_spec.hpp, model/describe.hpp): for
+// each tensor the part this process holds, its stored dtype and its kind. A backend that keeps a matrix's
+// dtype in place (the CPU backend computing in float: F32 and BF16) uses it from the memory-mapped
+// safetensors files ("mapped": page cache, read on first use); everything else (F16/F64 matrices, 1-D
+// tensors, every tensor a WeightFormat converts, column slices of a split model) is converted or copied into
+// its own memory ("owned"). Generated (random) weights are all owned. Both count against the machine: a
+// mapped checkpoint larger than memory would be re-read from disk on every token.
 //
 // Available memory: MemAvailable of /proc/meminfo, lowered to the cgroup's memory.max - memory.current
 // when the process runs in a container with a limit. DOTS1_MEMORY_LIMIT=<bytes> caps it further (a user's
@@ -20,8 +22,10 @@
 #include <string>
 
 #include "dots1/error.hpp"
-#include "dots1/io/checkpoint.hpp"
-#include "dots1/model/shapes.hpp"
+#include <functional>
+#include <vector>
+
+#include "dots1/base/tensor_spec.hpp"
 
 namespace dots1 {
 
@@ -89,37 +93,28 @@ inline void check_memory(const MemoryNeed& need, const std::string& what) {
                       "bf16 weights, or split the model over processes");
 }
 
-/// Weights generated in memory for config `c` (RandomWeights): matrices in 4 bytes (2 when `bf16_matrices`),
-/// 1-D tensors in 4, all owned.
-inline MemoryNeed random_weights_memory(const Dots1Config& c, bool bf16_matrices) {
+/// Weights generated in memory (RandomWeights) for these tensors under `format`: all owned.
+inline MemoryNeed random_weights_memory(const std::vector<TensorSpec>& tensors, WeightFormat format) {
   MemoryNeed need;
-  for (const auto& [name, shape] : model_tensor_shapes(c)) {
-    uint64_t n = 1;
-    for (auto d : shape) n *= static_cast<uint64_t>(d);
-    const bool router = name.size() >= 15 && name.compare(name.size() - 15, 15, "mlp.gate.weight") == 0;
-    need.owned += n * (shape.size() >= 2 && bf16_matrices && !router ? 2 : 4);
-  }
+  for (const auto& t : tensors) need.owned += static_cast<uint64_t>(t.held_numel()) * dtype_size(held_dtype(t.kind, format, DType::F32));
   return need;
 }
 
-/// A checkpoint loaded with `format` by a backend that reads F32/BF16 matrices in place when
-/// `in_place` (the CPU backend in float), converting the rest to `compute_bytes`-byte scalars.
-inline MemoryNeed checkpoint_memory(const Checkpoint& ck, WeightFormat format, bool in_place, uint64_t compute_bytes) {
+/// A source's tensors (their `stored` dtypes, as WeightLoader::describing(par, &source) records them)
+/// loaded with `format` by a backend that uses matrices of the dtypes `keeps_in_place` accepts without a
+/// copy, converting the rest to `compute_bytes`-byte scalars.
+inline MemoryNeed loaded_memory(const std::vector<TensorSpec>& tensors, WeightFormat format, const std::function<bool(DType)>& keeps_in_place,
+                                uint64_t compute_bytes) {
   MemoryNeed need;
-  for (const auto& f : ck.files())
-    for (const auto& [name, t] : f.tensors()) {
-      uint64_t n = 1;
-      for (auto d : t.shape) n *= static_cast<uint64_t>(d);
-      DType target = t.dtype;
-      const bool converted = converts_weight(format, name, t.shape, target) && target != t.dtype;
-      const bool matrix = t.shape.size() >= 2;
-      if (in_place && matrix && (target == DType::F32 || target == DType::BF16)) {
-        // In place when stored so; a conversion's result is owned.
-        (converted ? need.owned : need.mapped) += n * (target == DType::BF16 ? 2 : 4);
-      } else {
-        need.owned += n * compute_bytes;
-      }
-    }
+  for (const auto& t : tensors) {
+    const auto n = static_cast<uint64_t>(t.held_numel());
+    const DType target = held_dtype(t.kind, format, t.stored);
+    const bool matrix = t.kind != TensorKind::vector && t.kind != TensorKind::buffer;
+    if (matrix && keeps_in_place(target))
+      (target != t.stored || t.copied ? need.owned : need.mapped) += n * dtype_size(target);  // a conversion or a copy is owned
+    else
+      need.owned += n * compute_bytes;
+  }
   return need;
 }
 

@@ -102,12 +102,24 @@ struct ActMul {
   DOTS1_HD void operator()(int64_t i) const { out[i] = activate(act, gate[i]) * up[i]; }
 };
 
-/// Which keys a query may attend to (spec 4.1): causal over absolute cache slots, the sliding window,
-/// the 2-D padding mask indexed by key slot (right-padded with 0), and packed sequences.
+/// The attention policies' windows (model/dots1.hpp): which keys a query may attend to besides
+/// causality, as a type, so that full attention compiles no window test at all.
+struct NoWindow {
+  DOTS1_HD bool allows(int64_t /*query*/, int64_t /*key*/) const { return true; }
+};
+/// The last `size` positions, the query's own included (HF's sliding_window).
+struct SlidingWindow {
+  int64_t size = 0;
+  DOTS1_HD bool allows(int64_t query, int64_t key) const { return key > query - size; }
+};
+
+/// Which keys a query may attend to (spec 4.1): causal over absolute cache slots, the window, the 2-D
+/// padding mask indexed by key slot (right-padded with 0), and packed sequences.
+template <class Window = NoWindow>
 struct MaskSpec {
   int64_t q_offset = 0;        // absolute slot of query row 0
   int64_t kv_offset = 0;       // absolute slot of key row 0
-  int64_t window = 0;          // 0 = no sliding window
+  Window window{};
   const int32_t* key_mask = nullptr;  // [batch, key_mask_len], 1 = attend, or null
   int64_t key_mask_len = 0;
   const int64_t* packed_positions = nullptr;  // [batch, q_len] when packed sequences were detected, else null
@@ -122,61 +134,128 @@ struct MaskSpec {
       q = packed_positions[b * q_len + i];
       kv = packed_positions[b * q_len + j];
     }
-    if (kv > q) return false;
-    if (window > 0 && !(kv > q - window)) return false;
+    if (kv > q || !window.allows(q, kv)) return false;
     const int64_t slot = kv_offset + j;
     if (key_mask && (slot >= key_mask_len || key_mask[b * key_mask_len + slot] == 0)) return false;
     return true;
   }
 };
 
-/// Eager attention for one (batch, head, query) row over the cached keys:
-/// p = softmax(q.K^T * scaling + mask) with masked entries at -FLT_MAX (HF's finfo.min, not -inf, so a
-/// fully masked row becomes uniform, as in HF), out = p.V. Keys/values: [batch, capacity, kv_heads*head_dim].
+/// Eager attention (spec 4.1) for rows (batch, head, query) = (b * heads + h) * q_len + i over the cached
+/// keys: p = softmax(q.K^T * scaling + mask), masked entries at -FLT_MAX (HF's finfo.min, not -inf, so a
+/// fully masked row becomes uniform, as in HF), out = p.V. Three steps, each a function of one output
+/// value, so that a row functor (AttentionRow, the CPU's reference path) and one pass per step over many
+/// indices (the Thrust backend) compute the same numbers in the same order.
+/// Queries [batch, q_len, heads, head_dim]; keys and values [batch, capacity, kv_heads, head_dim].
 template <class T>
-struct AttentionRow {
-  const T* q;          // [batch, q_len, heads, head_dim]
-  const T* k;          // [batch, capacity, kv_heads, head_dim]
-  const T* v;
-  T* out;              // [batch, q_len, heads, head_dim]
-  T* weights;          // [batch, heads, q_len, kv_len] or null
-  T* scratch;          // [batch*heads*q_len, kv_len] scores
+struct AttentionGeometry {
   int64_t q_len, kv_len, capacity, heads, kv_heads, head_dim;
   T scaling;
-  MaskSpec mask;
+  DOTS1_HD void split(int64_t row, int64_t& b, int64_t& h, int64_t& i, int64_t& kvh) const {
+    i = row % q_len;
+    h = (row / q_len) % heads;
+    b = row / (q_len * heads);
+    kvh = h / (heads / kv_heads);
+  }
+};
+
+/// Step 1: the score of row `row` for key j.
+template <class T, class Window>
+DOTS1_HD inline T attention_score(const T* q, const T* k, const AttentionGeometry<T>& g, const MaskSpec<Window>& mask, int64_t row, int64_t j) {
+  int64_t b, h, i, kvh;
+  g.split(row, b, h, i, kvh);
+  const T* qv = q + ((b * g.q_len + i) * g.heads + h) * g.head_dim;
+  const T* kj = k + ((b * g.capacity + j) * g.kv_heads + kvh) * g.head_dim;
+  T dot = 0;
+  for (int64_t d = 0; d < g.head_dim; ++d) dot += qv[d] * kj[d];
+  return dot * g.scaling + (mask.allowed(b, i, j) ? T(0) : -static_cast<T>(FLT_MAX));
+}
+
+/// Step 2: one row's softmax in place (scores become probabilities), copied to `weights` when non-null.
+template <class T>
+DOTS1_HD inline void softmax_row(T* s, int64_t n, T* weights) {
+  T max_score = -INFINITY;
+  for (int64_t j = 0; j < n; ++j) max_score = s[j] > max_score ? s[j] : max_score;
+  T total = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    s[j] = std::exp(s[j] - max_score);
+    total += s[j];
+  }
+  const T inv_total = T(1) / total;
+  for (int64_t j = 0; j < n; ++j) {
+    s[j] = s[j] * inv_total;
+    if (weights) weights[j] = s[j];
+  }
+}
+
+/// Step 3: output value d of row `row`: sum_j p[j] * v_j[d] (zero probabilities skipped: masked keys).
+template <class T>
+DOTS1_HD inline T attention_value(const T* v, const T* p, const AttentionGeometry<T>& g, int64_t row, int64_t d) {
+  int64_t b, h, i, kvh;
+  g.split(row, b, h, i, kvh);
+  T o = 0;
+  for (int64_t j = 0; j < g.kv_len; ++j) {
+    const T pj = p[j];
+    if (pj == T(0)) continue;
+    o += pj * v[((b * g.capacity + j) * g.kv_heads + kvh) * g.head_dim + d];
+  }
+  return o;
+}
+
+/// The three steps for one row (the reference path of the CPU backend).
+template <class T, class Window>
+struct AttentionRow {
+  const T* q;
+  const T* k;
+  const T* v;
+  T* out;              // [batch, q_len, heads, head_dim]
+  T* weights;          // [batch, heads, q_len, kv_len] (= [rows, kv_len]) or null
+  T* scratch;          // [rows, kv_len] scores
+  AttentionGeometry<T> g;
+  MaskSpec<Window> mask;
 
   DOTS1_HD void operator()(int64_t row) const {
-    const int64_t i = row % q_len;
-    const int64_t h = (row / q_len) % heads;
-    const int64_t b = row / (q_len * heads);
-    const int64_t kvh = h / (heads / kv_heads);
-    const T* qv = q + ((b * q_len + i) * heads + h) * head_dim;
-    T* s = scratch + row * kv_len;
-    const T masked = -static_cast<T>(FLT_MAX);
-    T max_score = -INFINITY;
-    for (int64_t j = 0; j < kv_len; ++j) {
-      const T* kj = k + ((b * capacity + j) * kv_heads + kvh) * head_dim;
-      T dot = 0;
-      for (int64_t d = 0; d < head_dim; ++d) dot += qv[d] * kj[d];
-      T score = dot * scaling + (mask.allowed(b, i, j) ? T(0) : masked);
-      s[j] = score;
-      max_score = score > max_score ? score : max_score;
-    }
-    T total = 0;
-    for (int64_t j = 0; j < kv_len; ++j) {
-      s[j] = std::exp(s[j] - max_score);
-      total += s[j];
-    }
-    const T inv_total = T(1) / total;
-    T* o = out + ((b * q_len + i) * heads + h) * head_dim;
-    for (int64_t d = 0; d < head_dim; ++d) o[d] = 0;
-    for (int64_t j = 0; j < kv_len; ++j) {
-      const T p = s[j] * inv_total;
-      if (weights) weights[((b * heads + h) * q_len + i) * kv_len + j] = p;
-      if (p == T(0)) continue;
-      const T* vj = v + ((b * capacity + j) * kv_heads + kvh) * head_dim;
-      for (int64_t d = 0; d < head_dim; ++d) o[d] += p * vj[d];
-    }
+    T* s = scratch + row * g.kv_len;
+    for (int64_t j = 0; j < g.kv_len; ++j) s[j] = attention_score(q, k, g, mask, row, j);
+    softmax_row(s, g.kv_len, weights ? weights + row * g.kv_len : nullptr);
+    int64_t b, h, i, kvh;
+    g.split(row, b, h, i, kvh);
+    T* o = out + ((b * g.q_len + i) * g.heads + h) * g.head_dim;
+    for (int64_t d = 0; d < g.head_dim; ++d) o[d] = attention_value(v, s, g, row, d);
+  }
+};
+
+/// The steps as one pass each over many indices (the Thrust backend: a decode step, with one query per
+/// head, still spreads over the device). Scores: index = row * kv_len + j.
+template <class T, class Window>
+struct AttentionScores {
+  const T* q;
+  const T* k;
+  T* scores;  // [rows, kv_len]
+  AttentionGeometry<T> g;
+  MaskSpec<Window> mask;
+  DOTS1_HD void operator()(int64_t idx) const { scores[idx] = attention_score(q, k, g, mask, idx / g.kv_len, idx % g.kv_len); }
+};
+/// Softmax: index = row.
+template <class T>
+struct AttentionSoftmax {
+  T* scores;
+  T* weights;  // [rows, kv_len] or null
+  int64_t kv_len;
+  DOTS1_HD void operator()(int64_t row) const { softmax_row(scores + row * kv_len, kv_len, weights ? weights + row * kv_len : nullptr); }
+};
+/// Output: index = row * head_dim + d.
+template <class T>
+struct AttentionOutput {
+  const T* v;
+  const T* p;  // [rows, kv_len]
+  T* out;      // [batch, q_len, heads, head_dim]
+  AttentionGeometry<T> g;
+  DOTS1_HD void operator()(int64_t idx) const {
+    const int64_t row = idx / g.head_dim, d = idx % g.head_dim;
+    int64_t b, h, i, kvh;
+    g.split(row, b, h, i, kvh);
+    out[((b * g.q_len + i) * g.heads + h) * g.head_dim + d] = attention_value(v, p + row * g.kv_len, g, row, d);
   }
 };
 

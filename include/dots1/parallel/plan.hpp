@@ -17,8 +17,9 @@
 //   replicated on every rank: embeddings, RMSNorm weights, q/k norms, routers, correction biases.
 //
 // The model asks a Parallel (the plan plus the communicators of its groups) for its shards while loading
-// (through the WeightReader) and for collectives while running; Parallel::single() is the unsplit model,
-// which never communicates.
+// (model/weights.hpp) and for collectives while running, in its parallel layer types (model/layers.hpp:
+// column-, row- and vocabulary-parallel linears; model/routed_experts.hpp: expert-parallel experts);
+// Parallel::single() is the unsplit model, which never communicates.
 #pragma once
 
 #include <algorithm>
@@ -32,30 +33,10 @@
 
 #include "dots1/config.hpp"
 #include "dots1/error.hpp"
-#include "dots1/model/shapes.hpp"
+#include "dots1/base/geometry.hpp"
 #include "dots1/parallel/communicator.hpp"
 
 namespace dots1 {
-
-/// A half-open range [begin, end) of rows, heads or experts.
-struct IndexRange {
-  int64_t begin = 0, end = 0;
-  int64_t size() const { return end - begin; }
-  bool contains(int64_t i) const { return i >= begin && i < end; }
-  bool operator==(const IndexRange&) const = default;
-};
-
-/// Part `i` of `n` items cut into `parts` contiguous ranges whose sizes differ by at most one:
-/// [i*n/parts, (i+1)*n/parts).
-inline IndexRange split_evenly(int64_t n, int64_t parts, int64_t i) { return {i * n / parts, (i + 1) * n / parts}; }
-
-/// The part of split_evenly(n, parts, .) that holds item `item`.
-inline int64_t part_holding(int64_t item, int64_t n, int64_t parts) {
-  int64_t p = std::min<int64_t>(parts - 1, item * parts / std::max<int64_t>(n, 1));
-  while (p > 0 && split_evenly(n, parts, p).begin > item) --p;
-  while (p + 1 < parts && split_evenly(n, parts, p + 1).begin <= item) ++p;
-  return p;
-}
 
 /// The degrees of parallelism: experts split `ep` ways, attention / dense MLP / shared experts / LM head
 /// split `tp` ways. Each must divide the number of ranks; ranks beyond ep (tp) hold replicas.
@@ -206,58 +187,5 @@ class Parallel {
   std::shared_ptr<Communicator> world_, tp_, ep_;
   ParallelPlan plan_;
 };
-
-/// Bytes of one tensor, given its HF name and shape (e.g. 4 * numel for float32 weights).
-using TensorBytes = std::function<double(const std::string& name, const std::vector<int64_t>& shape)>;
-
-inline double float32_bytes(const std::string&, const std::vector<int64_t>& shape) {
-  double n = 4;
-  for (auto d : shape) n *= static_cast<double>(d);
-  return n;
-}
-
-/// The weight bytes the rank of `par` holds for config `c`, computed from the tensor shapes alone by the
-/// sharding rules above (an independent check of what the loader actually took). With `par` single it is
-/// the whole model.
-inline double expected_weight_bytes(const Dots1Config& c, const Parallel& par, const TensorBytes& bytes = float32_bytes) {
-  auto ends_with = [](const std::string& s, const std::string& tail) {
-    return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-  };
-  const int64_t d = c.head_dim(), H = c.hidden_size;
-  const IndexRange heads = par.heads(c), kv = par.kv_heads(c);
-  const IndexRange experts = par.experts(c.n_routed_experts.value_or(0));
-  double total = 0;
-  for (auto [name, shape] : model_tensor_shapes(c)) {
-    const auto at = name.find(".mlp.experts.");
-    if (at != std::string::npos) {  // model.layers.L.mlp.experts.E.*: whole, on its owner only
-      if (experts.contains(std::stoll(name.substr(at + 13)))) total += bytes(name, shape);
-      continue;
-    }
-    if (ends_with(name, "q_proj.weight") || ends_with(name, "q_proj.bias")) shape[0] = heads.size() * d;
-    else if (ends_with(name, "k_proj.weight") || ends_with(name, "k_proj.bias") || ends_with(name, "v_proj.weight") || ends_with(name, "v_proj.bias"))
-      shape[0] = kv.size() * d;
-    else if (ends_with(name, "o_proj.weight")) shape[1] = heads.size() * d;
-    else if (ends_with(name, "o_proj.bias")) shape[0] = par.tp_rank() == 0 ? H : 0;  // added once, after the all-reduce
-    else if (ends_with(name, "gate_proj.weight") || ends_with(name, "up_proj.weight")) shape[0] = par.tp_rows(shape[0]).size();
-    else if (ends_with(name, "down_proj.weight")) shape[1] = par.tp_rows(shape[1]).size();
-    else if (name == "lm_head.weight") shape[0] = par.tp_rows(shape[0]).size();
-    total += bytes(name, shape);
-  }
-  return total;
-}
-
-/// The bytes every rank holds whole whatever the plan: embeddings, norms, routers and correction biases
-/// (and a tied LM head, which is the embedding).
-inline double replicated_weight_bytes(const Dots1Config& c, const TensorBytes& bytes = float32_bytes) {
-  auto ends_with = [](const std::string& s, const std::string& tail) {
-    return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-  };
-  double total = 0;
-  for (const auto& [name, shape] : model_tensor_shapes(c))
-    if (name == "model.embed_tokens.weight" || ends_with(name, "norm.weight") || ends_with(name, "mlp.gate.weight") ||
-        ends_with(name, "e_score_correction_bias"))
-      total += bytes(name, shape);
-  return total;
-}
 
 }  // namespace dots1

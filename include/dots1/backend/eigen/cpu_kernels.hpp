@@ -40,7 +40,7 @@
 #endif
 
 #include "dots1/backend/eigen/thread_pool.hpp"
-#include "dots1/io/safetensors.hpp"
+#include "dots1/base/tensor.hpp"
 #include "dots1/kernels/portable.hpp"
 
 namespace dots1::cpu {
@@ -543,7 +543,9 @@ inline void add_scaled_fma(float* acc, const float* x, float w, int64_t n) {
 
 // ------------------------------------------------------------------------------------------------ attention
 
-/// Geometry and operands of one attention call (see AttentionShape / kernels::AttentionRow).
+/// Geometry and operands of one attention call (see AttentionShape / kernels::AttentionRow); the mask's
+/// window is the attention policy's (a type: full attention tests no window).
+template <class Window>
 struct AttentionArgs {
   const float* q;   // [batch, q_len, heads, head_dim]
   const float* k;   // [batch, capacity, kv_heads, head_dim]
@@ -552,7 +554,7 @@ struct AttentionArgs {
   float* weights;   // [batch, heads, q_len, kv_len] or null
   int64_t batch, q_len, kv_len, capacity, heads, kv_heads, head_dim;
   float scaling;
-  kernels::MaskSpec mask;
+  kernels::MaskSpec<Window> mask;
 };
 
 inline float dot(const float* a, const float* b, int64_t n) {
@@ -605,7 +607,8 @@ inline void softmax_row(float* s, int64_t n) {
 /// -FLT_MAX, their dot products skipped), softmax, then out = p . V. Keys and values are read one cache
 /// row at a time for all the heads of the range, in blocks of rows that stay in L2 while each head passes
 /// over them. `s` holds (h1 - h0) * kv_len scores, `bias` kv_len values.
-inline void attention_row(const AttentionArgs& a, int64_t b, int64_t i, int64_t h0, int64_t h1, float* s, float* bias) {
+template <class Window>
+inline void attention_row(const AttentionArgs<Window>& a, int64_t b, int64_t i, int64_t h0, int64_t h1, float* s, float* bias) {
   const int64_t kv = a.kv_len, d = a.head_dim, group = a.heads / a.kv_heads, kv_row = a.kv_heads * d;
   const float masked = -FLT_MAX;
   for (int64_t j = 0; j < kv; ++j) bias[j] = a.mask.allowed(b, i, j) ? 0.0f : masked;
@@ -706,7 +709,8 @@ inline void pv_row(const float* p, const float* v, int64_t ldv, int64_t d, int64
 /// Entries outside a row's span are exactly 0 after the softmax (HF: exp(-FLT_MAX - max) underflows to 0),
 /// so the result is the full-row computation's. Needs head_dim % 8 == 0; rows with no allowed key at all
 /// (uniform weights in HF) go through attention_row. `work` holds (i1 - i0) * kv + 2 * kv * head_dim + kv floats.
-inline void attention_block(const AttentionArgs& a, int64_t b, int64_t i0, int64_t i1, float* work) {
+template <class Window>
+inline void attention_block(const AttentionArgs<Window>& a, int64_t b, int64_t i0, int64_t i1, float* work) {
   const int64_t kv = a.kv_len, d = a.head_dim, group = a.heads / a.kv_heads, kv_row = a.kv_heads * d, rows = i1 - i0;
   const float masked = -FLT_MAX;
   float* bias = work;                    // [rows, kv]
@@ -818,7 +822,8 @@ inline void prefetch_rows(const float* base, int64_t row, const int64_t (&r)[4],
 /// sit in L1. (Passing each head over a larger block of rows instead reads them at a 4 KiB stride, all in
 /// the same L1 sets: measured 2.5x slower.)
 /// `part` holds heads * (head_dim + 2) floats, `s` heads * (j1 - j0) scores, `bias` (j1 - j0) values.
-inline void attention_part(const AttentionArgs& a, int64_t b, int64_t i, int64_t j0, int64_t j1, float* part, float* s, float* bias) {
+template <class Window>
+inline void attention_part(const AttentionArgs<Window>& a, int64_t b, int64_t i, int64_t j0, int64_t j1, float* part, float* s, float* bias) {
   const int64_t d = a.head_dim, group = a.heads / a.kv_heads, kv_row = a.kv_heads * d, n = j1 - j0;
   const float masked = -FLT_MAX;
   for (int64_t j = j0; j < j1; ++j) bias[j - j0] = a.mask.allowed(b, i, j) ? 0.0f : masked;
@@ -925,7 +930,8 @@ inline void attention_part(const AttentionArgs& a, int64_t b, int64_t i, int64_t
 }
 
 /// Merges the `parts` partial results of query row (b, i) (see attention_part) into the output.
-inline void combine_parts(const AttentionArgs& a, int64_t b, int64_t i, const float* parts, int64_t n_parts) {
+template <class Window>
+inline void combine_parts(const AttentionArgs<Window>& a, int64_t b, int64_t i, const float* parts, int64_t n_parts) {
   const int64_t d = a.head_dim, stride = a.heads * (d + 2);
   for (int64_t h = 0; h < a.heads; ++h) {
     float m = -INFINITY;
@@ -948,7 +954,8 @@ inline void combine_parts(const AttentionArgs& a, int64_t b, int64_t i, const fl
 /// The whole attention call: query rows in parallel when there are enough of them (prefill); for decode
 /// (few query rows) each row's cache split into parts over the threads (attention_part), or, when the
 /// attention weights are requested, the heads of each row split over the threads.
-inline void attention(const AttentionArgs& a) {
+template <class Window>
+inline void attention(const AttentionArgs<Window>& a) {
   const int64_t rows = a.batch * a.q_len, kv = a.kv_len;
   const int threads = threads_here();
   if (rows < 2 * threads && !a.weights) {

@@ -4,7 +4,7 @@
 // portable functors.
 //
 // A backend is a type with storage types (Vector, IndexVector, Int64Vector, Matrix) and the few operations
-// the model needs (see the Backend concept in model/backend_concept.hpp). Nothing in the model touches
+// the model needs (see the Backend concept in backend/backend_concept.hpp). Nothing in the model touches
 // memory except through these.
 //
 // Weight storage (float compute): a Matrix keeps the dtype its tensor arrives in when the kernels read it
@@ -27,10 +27,11 @@
 
 #include <Eigen/Core>
 
+#include "dots1/backend/backend_concept.hpp"
 #include "dots1/backend/eigen/cpu_kernels.hpp"
-#include "dots1/io/safetensors.hpp"
+#include "dots1/base/tensor.hpp"
+#include "dots1/kernels/expert_groups.hpp"
 #include "dots1/kernels/portable.hpp"
-#include "dots1/model/backend_concept.hpp"
 
 namespace dots1 {
 
@@ -44,8 +45,10 @@ struct EigenBackend {
   static constexpr const char* name = "eigen";
   /// float compute runs the kernels of cpu_kernels.hpp; double compute the Eigen/portable reference path.
   static constexpr bool fast = std::is_same_v<T, float>;
-  /// Loads are checked against the host's available memory (io/memory_plan.hpp).
-  static constexpr bool weights_in_host_memory = true;
+  /// Weights and activations in host memory: loads are checked against it (io/memory_plan.hpp).
+  static constexpr MemorySpace memory = MemorySpace::host;
+  /// matrix() uses F32 and BF16 tensors in place (float compute; double compute converts everything).
+  static bool keeps_in_place(DType d) { return fast && (d == DType::F32 || d == DType::BF16); }
 
   /// A weight matrix [rows, cols], row-major: a view into the checkpoint (or generated tensor) when the
   /// kernels can read its dtype in place, else an owned float copy. `dtype` is F32 or BF16 for float
@@ -98,9 +101,11 @@ struct EigenBackend {
   static std::vector<T> download(const Vector& v) { return v; }
   static std::vector<int32_t> download(const IndexVector& v) { return v; }
   static void resize(Vector& v, size_t n) { v.resize(n); }
+  static void resize(IndexVector& v, size_t n) { v.resize(n); }
   static size_t size(const Vector& v) { return v.size(); }
   static T* ptr(Vector& v) { return v.data(); }
   static const T* ptr(const Vector& v) { return v.data(); }
+  static int32_t* ptr(IndexVector& v) { return v.data(); }
   static const int32_t* ptr(const IndexVector& v) { return v.empty() ? nullptr : v.data(); }
   static const int64_t* ptr(const Int64Vector& v) { return v.empty() ? nullptr : v.data(); }
   static size_t bytes(const Matrix& m) { return static_cast<size_t>(m.rows * m.cols) * m.element_bytes(); }
@@ -202,18 +207,19 @@ struct EigenBackend {
     }
   }
 
+  template <class Window>
   static void attention(const Vector& q, const Vector& k, const Vector& v, const AttentionShape& s,
-                        const kernels::MaskSpec& mask, Vector& out, Vector* weights) {
+                        const kernels::MaskSpec<Window>& mask, Vector& out, Vector* weights) {
     out.resize(static_cast<size_t>(s.batch * s.q_len * s.heads * s.head_dim));
     const int64_t rows = s.batch * s.heads * s.q_len;
     if (weights) weights->resize(static_cast<size_t>(rows * s.kv_len));
     if constexpr (fast) {
-      cpu::attention({q.data(), k.data(), v.data(), out.data(), weights ? weights->data() : nullptr, s.batch, s.q_len, s.kv_len,
-                      s.capacity, s.heads, s.kv_heads, s.head_dim, static_cast<float>(s.scaling), mask});
+      cpu::attention(cpu::AttentionArgs<Window>{q.data(), k.data(), v.data(), out.data(), weights ? weights->data() : nullptr, s.batch, s.q_len,
+                                                s.kv_len, s.capacity, s.heads, s.kv_heads, s.head_dim, static_cast<float>(s.scaling), mask});
     } else {
       Vector scratch(static_cast<size_t>(rows * s.kv_len));
-      kernels::AttentionRow<T> f{q.data(), k.data(), v.data(), out.data(), weights ? weights->data() : nullptr, scratch.data(),
-                                 s.q_len, s.kv_len, s.capacity, s.heads, s.kv_heads, s.head_dim, static_cast<T>(s.scaling), mask};
+      kernels::AttentionRow<T, Window> f{q.data(), k.data(), v.data(), out.data(), weights ? weights->data() : nullptr, scratch.data(),
+                                         {s.q_len, s.kv_len, s.capacity, s.heads, s.kv_heads, s.head_dim, static_cast<T>(s.scaling)}, mask};
       parallel_for(rows, rows * s.kv_len * s.head_dim, f);
     }
   }
@@ -226,6 +232,12 @@ struct EigenBackend {
     kernels::RouteToken<T> f{logits.data(), bias.data(), indices.data(), weights.data(), scratch.data(), r.experts, r.top_k,
                              r.n_group, r.topk_group, r.norm_topk_prob, static_cast<T>(static_cast<float>(r.routed_scaling_factor))};
     parallel_for(tokens, tokens * r.experts * r.top_k, f);
+  }
+
+  /// f(i) for every i in [0, n): a portable functor (kernels/portable.hpp style) on the host's threads.
+  template <class F>
+  static void for_each_index(int64_t n, const F& f) {
+    parallel_for(n, n * 64, f);
   }
 
   /// out[t] = sum_k w[t,k] * Expert_{idx[t,k]}(x[t]). The (token, k) slots are grouped by expert, so each
@@ -254,31 +266,14 @@ struct EigenBackend {
     const int64_t slots = tokens * top_k;
     const auto n_experts = static_cast<int64_t>(experts.size());
     out.resize(static_cast<size_t>(tokens * hidden));
-    // Group the slots by expert (stable): sorted position p holds slot order[p]; expert e owns [begin[e], begin[e+1]).
-    // This thread's grouping buffers, named through references: the parallel region below shares them.
-    struct Grouping {
-      std::vector<int64_t> begin, order, position, active, fill;
-    };
-    thread_local Grouping grouping;
-    auto& begin = grouping.begin;
-    auto& order = grouping.order;
-    auto& position = grouping.position;
-    auto& active = grouping.active;
-    begin.assign(static_cast<size_t>(n_experts + 1), 0);
-    for (int64_t s = 0; s < slots; ++s) ++begin[static_cast<size_t>(indices[static_cast<size_t>(s)]) + 1];
-    std::partial_sum(begin.begin(), begin.end(), begin.begin());
-    order.resize(static_cast<size_t>(slots));
-    position.resize(static_cast<size_t>(slots));
-    auto& fill = grouping.fill;
-    fill.assign(begin.begin(), begin.end() - 1);
-    for (int64_t s = 0; s < slots; ++s) {
-      const int64_t p = fill[static_cast<size_t>(indices[static_cast<size_t>(s)])]++;
-      order[static_cast<size_t>(p)] = s;
-      position[static_cast<size_t>(s)] = p;
-    }
-    active.clear();
-    for (int64_t e = 0; e < n_experts; ++e)
-      if (begin[static_cast<size_t>(e) + 1] > begin[static_cast<size_t>(e)]) active.push_back(e);
+    // The slots grouped by expert (this thread's buffers, named through references: the parallel region
+    // below shares them).
+    thread_local kernels::ExpertGroups groups;
+    groups.assign(std::span<const int32_t>(indices), n_experts);
+    const auto& begin = groups.begin;
+    const auto& order = groups.order;
+    const auto& position = groups.position;
+    const auto& active = groups.active;
     // Shared buffers, rows in sorted order: the routed inputs, the gate/up activations and the outputs.
     float* xs = cpu::scratch(cpu::kScratchGather, static_cast<size_t>(slots * hidden));
     float* gate = cpu::scratch(cpu::kScratchGate, static_cast<size_t>(slots * inter));
@@ -355,14 +350,10 @@ struct EigenBackend {
                                     Vector& out) {
     out.assign(static_cast<size_t>(tokens * hidden), T(0));
     const auto n_experts = static_cast<int64_t>(experts.size());
-    std::vector<int64_t> count(static_cast<size_t>(n_experts + 1), 0);
-    for (int32_t e : indices) ++count[static_cast<size_t>(e) + 1];
-    std::partial_sum(count.begin(), count.end(), count.begin());
-    std::vector<int64_t> slot_of(indices.size());  // (token*top_k + k), grouped by expert
-    {
-      std::vector<int64_t> fill(count.begin(), count.end() - 1);
-      for (size_t s = 0; s < indices.size(); ++s) slot_of[static_cast<size_t>(fill[static_cast<size_t>(indices[s])]++)] = static_cast<int64_t>(s);
-    }
+    kernels::ExpertGroups groups;
+    groups.assign(std::span<const int32_t>(indices), n_experts);
+    const auto& count = groups.begin;
+    const auto& slot_of = groups.order;
     RowMajor xe, g, u, h, y;
     for (int64_t e = 0; e < n_experts; ++e) {
       const int64_t b = count[static_cast<size_t>(e)], n = count[static_cast<size_t>(e) + 1] - b;

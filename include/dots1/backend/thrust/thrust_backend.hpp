@@ -57,9 +57,9 @@
 #include <thrust/transform.h>
 
 #include "dots1/error.hpp"
-#include "dots1/io/safetensors.hpp"
+#include "dots1/base/tensor.hpp"
 #include "dots1/kernels/portable.hpp"
-#include "dots1/model/backend_concept.hpp"
+#include "dots1/backend/backend_concept.hpp"
 #include "dots1/backend/thrust/token_selection.hpp"
 
 #if THRUST_DEVICE_SYSTEM == THRUST_DEVICE_SYSTEM_CUDA
@@ -201,86 +201,6 @@ struct CombineByExpert {
   }
 };
 
-/// The attention passes (see ThrustBackend::attention): kernels::AttentionRow split into its three loops.
-template <class T>
-struct AttentionGeometry {
-  int64_t q_len, kv_len, capacity, heads, kv_heads, head_dim;
-  T scaling;
-  /// (batch, head, query) of a row = (b * heads + h) * q_len + i, and the head's KV head.
-  DOTS1_HD void split(int64_t row, int64_t& b, int64_t& h, int64_t& i, int64_t& kvh) const {
-    i = row % q_len;
-    h = (row / q_len) % heads;
-    b = row / (q_len * heads);
-    kvh = h / (heads / kv_heads);
-  }
-};
-
-/// scores[row, j] = q_row . k_j * scaling + (masked ? -FLT_MAX : 0)
-template <class T>
-struct AttentionScores {
-  const T* q;  // [batch, q_len, heads, head_dim]
-  const T* k;  // [batch, capacity, kv_heads, head_dim]
-  T* scores;   // [rows, kv_len]
-  AttentionGeometry<T> g;
-  kernels::MaskSpec mask;
-  DOTS1_HD void operator()(int64_t idx) const {
-    const int64_t row = idx / g.kv_len, j = idx % g.kv_len;
-    int64_t b, h, i, kvh;
-    g.split(row, b, h, i, kvh);
-    const T* qv = q + ((b * g.q_len + i) * g.heads + h) * g.head_dim;
-    const T* kj = k + ((b * g.capacity + j) * g.kv_heads + kvh) * g.head_dim;
-    T dot = 0;
-    for (int64_t d = 0; d < g.head_dim; ++d) dot += qv[d] * kj[d];
-    const T masked = -static_cast<T>(FLT_MAX);
-    scores[idx] = dot * g.scaling + (mask.allowed(b, i, j) ? T(0) : masked);
-  }
-};
-
-/// One row's softmax in place (scores become probabilities), copied to `weights` when requested.
-template <class T>
-struct AttentionSoftmax {
-  T* scores;
-  T* weights;  // [rows, kv_len] or null
-  int64_t kv_len;
-  DOTS1_HD void operator()(int64_t row) const {
-    T* s = scores + row * kv_len;
-    T max_score = -INFINITY;
-    for (int64_t j = 0; j < kv_len; ++j) max_score = s[j] > max_score ? s[j] : max_score;
-    T total = 0;
-    for (int64_t j = 0; j < kv_len; ++j) {
-      s[j] = std::exp(s[j] - max_score);
-      total += s[j];
-    }
-    const T inv_total = T(1) / total;
-    for (int64_t j = 0; j < kv_len; ++j) {
-      s[j] = s[j] * inv_total;
-      if (weights) weights[row * kv_len + j] = s[j];
-    }
-  }
-};
-
-/// out[b, i, h, d] = sum_j p[row, j] * v_j[d] (zero probabilities skipped, as AttentionRow does).
-template <class T>
-struct AttentionOutput {
-  const T* v;  // [batch, capacity, kv_heads, head_dim]
-  const T* p;  // [rows, kv_len]
-  T* out;      // [batch, q_len, heads, head_dim]
-  AttentionGeometry<T> g;
-  DOTS1_HD void operator()(int64_t idx) const {
-    const int64_t row = idx / g.head_dim, d = idx % g.head_dim;
-    int64_t b, h, i, kvh;
-    g.split(row, b, h, i, kvh);
-    const T* pr = p + row * g.kv_len;
-    T o = 0;
-    for (int64_t j = 0; j < g.kv_len; ++j) {
-      const T pj = pr[j];
-      if (pj == T(0)) continue;
-      o += pj * v[((b * g.capacity + j) * g.kv_heads + kvh) * g.head_dim + d];
-    }
-    out[((b * g.q_len + i) * g.heads + h) * g.head_dim + d] = o;
-  }
-};
-
 /// The MoE scatter, one output value per index: out[t, c] = sum_j w[p_j] * y[p_j, c] over token t's slots
 /// p_j in expert-sorted order (order[t*top_k + j] ascending), starting from 0 — the Eigen backend's
 /// "out += y * w, experts ascending" in the same order, without atomics.
@@ -352,6 +272,10 @@ struct ThrustBackend {
   using TokenSelector = ThrustTokenSelector;
   /// bf16 weights stay bf16 on the device with float compute; double compute converts everything.
   static constexpr bool keeps_bf16 = std::is_same_v<T, float>;
+  /// Weights and activations in device memory (the host's is not where a load's size matters).
+  static constexpr MemorySpace memory = MemorySpace::device;
+  /// Every weight is copied to the device; a bf16 one stays bf16 (float compute).
+  static bool keeps_in_place(DType) { return false; }
   /// Products over bf16 weights with at most this many rows (at most 8) use float32 activations (the
   /// GEMV path). Tunable before forwards run, like the two settings below (the tests force each path).
   static inline int64_t gemv_max_rows = 8;
@@ -410,9 +334,11 @@ struct ThrustBackend {
   static std::vector<T> download(const Vector& v) { return to_host(v); }
   static std::vector<int32_t> download(const IndexVector& v) { return to_host(v); }
   static void resize(Vector& v, size_t n) { v.resize(n); }
+  static void resize(IndexVector& v, size_t n) { v.resize(n); }
   static size_t size(const Vector& v) { return v.size(); }
   static T* ptr(Vector& v) { return raw(v); }
   static const T* ptr(const Vector& v) { return raw(v); }
+  static int32_t* ptr(IndexVector& v) { return raw(v); }
   static const int32_t* ptr(const IndexVector& v) { return raw(v); }  // null when empty: "no mask"
   static const int64_t* ptr(const Int64Vector& v) { return raw(v); }
   static size_t bytes(const Matrix& m) { return static_cast<size_t>(m.rows * m.cols) * m.element_bytes(); }
@@ -483,16 +409,23 @@ struct ThrustBackend {
   /// every row, then every (row, dim) output value. Each value is computed with exactly the operations, in
   /// the order, of kernels::AttentionRow (the CPU's reference row functor), so the results are identical.
   /// A fused CUDA kernel (shared-memory tiles, online softmax) is the faster path still to come.
+  template <class Window>
   static void attention(const Vector& q, const Vector& k, const Vector& v, const AttentionShape& s,
-                        const kernels::MaskSpec& mask, Vector& out, Vector* weights) {
+                        const kernels::MaskSpec<Window>& mask, Vector& out, Vector* weights) {
     out.resize(static_cast<size_t>(s.batch * s.q_len * s.heads * s.head_dim));
     const int64_t rows = s.batch * s.heads * s.q_len;
     T* scores = grow(scratch().scores, rows * s.kv_len);
     if (weights) weights->resize(static_cast<size_t>(rows * s.kv_len));
-    const thrust_detail::AttentionGeometry<T> g{s.q_len, s.kv_len, s.capacity, s.heads, s.kv_heads, s.head_dim, static_cast<T>(s.scaling)};
-    for_n(rows * s.kv_len, thrust_detail::AttentionScores<T>{raw(q), raw(k), scores, g, mask});
-    for_n(rows, thrust_detail::AttentionSoftmax<T>{scores, weights ? raw(*weights) : nullptr, s.kv_len});
-    for_n(rows * s.head_dim, thrust_detail::AttentionOutput<T>{raw(v), scores, raw(out), g});
+    const kernels::AttentionGeometry<T> g{s.q_len, s.kv_len, s.capacity, s.heads, s.kv_heads, s.head_dim, static_cast<T>(s.scaling)};
+    for_n(rows * s.kv_len, kernels::AttentionScores<T, Window>{raw(q), raw(k), scores, g, mask});
+    for_n(rows, kernels::AttentionSoftmax<T>{scores, weights ? raw(*weights) : nullptr, s.kv_len});
+    for_n(rows * s.head_dim, kernels::AttentionOutput<T>{raw(v), scores, raw(out), g});
+  }
+
+  /// f(i) for every i in [0, n): a portable functor (DOTS1_HD) on the device system.
+  template <class F>
+  static void for_each_index(int64_t n, const F& f) {
+    for_n(n, f);
   }
 
   static void route(const Vector& logits, const Vector& bias, int64_t tokens, const RouterShape& r, IndexVector& indices, Vector& weights) {

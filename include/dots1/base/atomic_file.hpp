@@ -1,4 +1,4 @@
-// dots1/io/atomic_file.hpp — write a file so that an interrupted write never leaves a half-written file
+// dots1/base/atomic_file.hpp — write a file so that an interrupted write never leaves a half-written file
 // under the final name: write to a temporary file beside it, flush, then rename over the target.
 #pragma once
 
