@@ -33,7 +33,7 @@
 #include <dots1/bench/probe.hpp>
 #include <dots1/bench/stats.hpp>
 #include <dots1/bench/traffic.hpp>
-#include <dots1/eigen.hpp>
+#include "cpu_model.hpp"
 
 #include "commands.hpp"
 #include "gpu_model.hpp"

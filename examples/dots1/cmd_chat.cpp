@@ -9,7 +9,7 @@
 
 #include <unistd.h>
 
-#include <dots1/eigen.hpp>
+#include "cpu_model.hpp"
 #include <dots1/generation.hpp>
 #include <dots1/generation/chat_session.hpp>
 #include <dots1/tokenizer.hpp>

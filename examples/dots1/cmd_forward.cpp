@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <fstream>
 
-#include <dots1/eigen.hpp>
+#include "cpu_model.hpp"
 
 #include "commands.hpp"
 #include "gpu_model.hpp"

@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include <dots1/eigen.hpp>
+#include "cpu_model.hpp"
 #include <dots1/generation.hpp>
 #include <dots1/tokenizer.hpp>
 

@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include <dots1/eigen.hpp>
+#include "cpu_model.hpp"
 #include <dots1/io/load_progress.hpp>
 
 namespace dots1_cli {

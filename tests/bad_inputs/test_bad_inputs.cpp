@@ -22,7 +22,7 @@
 
 #include <cxxabi.h>
 
-#include <dots1/eigen.hpp>
+#include "../support/backend_under_test.hpp"
 #include <dots1/generation.hpp>
 #include <dots1/tokenizer.hpp>
 

@@ -19,7 +19,7 @@
 #include <memory>
 #include <sstream>
 
-#include <dots1/eigen.hpp>
+#include "../support/backend_under_test.hpp"
 #include <dots1/parallel/mpi.hpp>
 
 #include "../support/fixtures.hpp"

@@ -5,7 +5,7 @@
 
 #include <cstdlib>
 
-#include <dots1/eigen.hpp>
+#include "../support/backend_under_test.hpp"
 #include <dots1/io/memory_plan.hpp>
 
 #include "../support/fixtures.hpp"

@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include <dots1/eigen.hpp>
+#include "../support/backend_under_test.hpp"
 
 #include "../support/fixtures.hpp"
 

@@ -259,16 +259,7 @@ class CausalLM {
   }
   /// describe()'s tensors and each layer's kind and attention window (0: every key).
   static ModelDescription describe_model(const Dots1Config& c, std::shared_ptr<const Parallel> parallel = Parallel::single(),
-                                         const WeightSource* dtypes_from = nullptr) {
-    using Meta = CausalLM<MetaBackend, Family, RebindStack<Stack, MetaBackend>>;
-    const Meta meta(c, WeightLoader::describing(checked(c, std::move(parallel)), dtypes_from));
-    ModelDescription d;
-    d.tensors = meta.tensors();
-    d.layers = Family::layer_kinds(c);
-    const auto cache = meta.make_cache(1);
-    for (size_t i = 0; i < cache.num_layers(); ++i) d.windows.push_back(cache.window(i));
-    return d;
-  }
+                                         const WeightSource* dtypes_from = nullptr);
 
   const Dots1Config& config() const { return model_.config(); }
   const DecoderModel<B, Family, Stack>& model() const { return model_; }
@@ -303,47 +294,11 @@ class CausalLM {
     typename B::Vector hidden, selected, logits;  // h, the kept rows of h, their logits
   };
 
-  CausalLM(const Dots1Config& c, WeightLoader&& w)
-      : model_(c, w.root().at("model")), lm_head_(w.root(), model_.embed_tokens(), c), parallel_(w.parallel_ptr()), weight_bytes_(w.held_bytes()) {
-    w.finish();
-    tensors_ = w.take_specs();
-  }
+  CausalLM(const Dots1Config& c, WeightLoader&& w);
 
+  /// The forward itself (defined below the class, not inline: dots1/instantiate.hpp compiles it once).
   template <class Obs>
-  Output run(const ForwardInput& in, std::shared_ptr<Cache> cache, Obs obs) const {
-    Output out;
-    const bool from_caller = cache != nullptr;
-    if (!cache) cache = std::make_shared<Cache>(make_cache(std::max<int64_t>(in.batch, 1)));
-    const int64_t Bn = in.batch, S = in.seq, H = config().hidden_size, V = config().vocab_size;
-    check_head_inputs(in);
-    auto& s = cache->workspace().template get<Scratch>();
-    const bool on_backend = in.logits_on_backend;
-    model_.forward(in, *cache, from_caller, *parallel_, s.hidden, on_backend || !in.output_hidden_states ? nullptr : &out.hidden_states,
-                   on_backend || !in.output_attentions ? nullptr : &out.attentions, obs);
-    const std::vector<int64_t> keep = kept_positions(in.logits_to_keep, S);
-    const auto kept = static_cast<int64_t>(keep.size());
-    const typename B::Vector* rows = &s.hidden;  // the rows of h to project
-    if (kept != S || !in.logits_to_keep.keeps_all()) {
-      std::vector<int64_t> picked;
-      for (int64_t b = 0; b < Bn; ++b)
-        for (auto p : keep) picked.push_back(b * S + p);
-      B::gather_rows(s.hidden, H, B::upload(std::span<const int64_t>(picked)), s.selected);
-      rows = &s.selected;
-    }
-    lm_head_(*rows, Bn * kept, s.logits);  // [B*kept, V] (this rank's vocabulary slice when split)
-    if (on_backend) {
-      // a vocabulary-split head: the slices gathered from the group (on the host) and put back
-      if (lm_head_.split()) s.logits = B::upload(std::span<const T>(lm_head_.gather(s.logits, Bn)));
-      out.backend_logits = &s.logits;
-      out.past_key_values = cache;
-      return out;
-    }
-    out.last_hidden_state = {{Bn, S, H}, B::download(s.hidden)};
-    out.logits = {{Bn, kept, V}, lm_head_.gather(s.logits, Bn * kept)};
-    if (!in.labels.empty()) out.loss = causal_lm_loss(out.logits.values, in.labels, Bn, S, V);
-    if (in.use_cache || from_caller) out.past_key_values = cache;
-    return out;
-  }
+  Output run(const ForwardInput& in, std::shared_ptr<Cache> cache, Obs obs) const;
 
   static std::shared_ptr<const Parallel> checked(const Dots1Config& c, std::shared_ptr<const Parallel> p) {
     p->plan().check_config(c);
@@ -411,5 +366,63 @@ class CausalLM {
   size_t weight_bytes_ = 0;
   std::vector<TensorSpec> tensors_;
 };
+
+// Out of the class body (so not inline): the functions dots1/instantiate.hpp instantiates once per model type.
+
+template <Backend B, ModelFamily Family, class Stack>
+CausalLM<B, Family, Stack>::CausalLM(const Dots1Config& c, WeightLoader&& w)
+    : model_(c, w.root().at("model")), lm_head_(w.root(), model_.embed_tokens(), c), parallel_(w.parallel_ptr()), weight_bytes_(w.held_bytes()) {
+  w.finish();
+  tensors_ = w.take_specs();
+}
+
+template <Backend B, ModelFamily Family, class Stack>
+ModelDescription CausalLM<B, Family, Stack>::describe_model(const Dots1Config& c, std::shared_ptr<const Parallel> parallel, const WeightSource* dtypes_from) {
+  using Meta = CausalLM<MetaBackend, Family, RebindStack<Stack, MetaBackend>>;
+  const Meta meta(c, WeightLoader::describing(checked(c, std::move(parallel)), dtypes_from));
+  ModelDescription d;
+  d.tensors = meta.tensors();
+  d.layers = Family::layer_kinds(c);
+  const auto cache = meta.make_cache(1);
+  for (size_t i = 0; i < cache.num_layers(); ++i) d.windows.push_back(cache.window(i));
+  return d;
+}
+
+template <Backend B, ModelFamily Family, class Stack>
+template <class Obs>
+typename CausalLM<B, Family, Stack>::Output CausalLM<B, Family, Stack>::run(const ForwardInput& in, std::shared_ptr<Cache> cache, Obs obs) const {
+  Output out;
+  const bool from_caller = cache != nullptr;
+  if (!cache) cache = std::make_shared<Cache>(make_cache(std::max<int64_t>(in.batch, 1)));
+  const int64_t Bn = in.batch, S = in.seq, H = config().hidden_size, V = config().vocab_size;
+  check_head_inputs(in);
+  auto& s = cache->workspace().template get<Scratch>();
+  const bool on_backend = in.logits_on_backend;
+  model_.forward(in, *cache, from_caller, *parallel_, s.hidden, on_backend || !in.output_hidden_states ? nullptr : &out.hidden_states,
+                 on_backend || !in.output_attentions ? nullptr : &out.attentions, obs);
+  const std::vector<int64_t> keep = kept_positions(in.logits_to_keep, S);
+  const auto kept = static_cast<int64_t>(keep.size());
+  const typename B::Vector* rows = &s.hidden;  // the rows of h to project
+  if (kept != S || !in.logits_to_keep.keeps_all()) {
+    std::vector<int64_t> picked;
+    for (int64_t b = 0; b < Bn; ++b)
+      for (auto p : keep) picked.push_back(b * S + p);
+    B::gather_rows(s.hidden, H, B::upload(std::span<const int64_t>(picked)), s.selected);
+    rows = &s.selected;
+  }
+  lm_head_(*rows, Bn * kept, s.logits);  // [B*kept, V] (this rank's vocabulary slice when split)
+  if (on_backend) {
+    // a vocabulary-split head: the slices gathered from the group (on the host) and put back
+    if (lm_head_.split()) s.logits = B::upload(std::span<const T>(lm_head_.gather(s.logits, Bn)));
+    out.backend_logits = &s.logits;
+    out.past_key_values = cache;
+    return out;
+  }
+  out.last_hidden_state = {{Bn, S, H}, B::download(s.hidden)};
+  out.logits = {{Bn, kept, V}, lm_head_.gather(s.logits, Bn * kept)};
+  if (!in.labels.empty()) out.loss = causal_lm_loss(out.logits.values, in.labels, Bn, S, V);
+  if (in.use_cache || from_caller) out.past_key_values = cache;
+  return out;
+}
 
 }  // namespace dots1

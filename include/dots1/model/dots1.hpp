@@ -86,18 +86,8 @@ class Dots1Attention {
     Vector q, k, v, attn, weights;
   };
 
-  Dots1Attention(const Dots1Config& c, Weights w)
-      : nh_(w.parallel().heads(c).size()), nkv_(w.parallel().kv_heads(c).size()), d_(c.head_dim()), scaling_(c.attention_scaling()),
-        window_(Policy::window(c)) {
-    const int64_t H = c.hidden_size, d = d_, all_q = c.num_attention_heads * d, all_kv = c.kv_heads() * d;
-    const IndexRange q = w.parallel().heads(c), kv = w.parallel().kv_heads(c), q_rows{q.begin * d, q.end * d}, kv_rows{kv.begin * d, kv.end * d};
-    q_proj = {w.at("q_proj"), all_q, H, q_rows, c.attention_bias};    // [nh*d, H]
-    k_proj = {w.at("k_proj"), all_kv, H, kv_rows, c.attention_bias};  // [nkv*d, H]
-    v_proj = {w.at("v_proj"), all_kv, H, kv_rows, c.attention_bias};  // [nkv*d, H]
-    o_proj = {w.at("o_proj"), H, all_q, q_rows, c.attention_bias};    // [H, nh*d]
-    q_norm = {w.at("q_norm"), d, c.rms_norm_eps};                     // [d], shared by the heads
-    k_norm = {w.at("k_norm"), d, c.rms_norm_eps};                     // [d]
-  }
+  /// Tensor parallel: this rank's query heads and the KV heads they read (see Parallel::heads).
+  Dots1Attention(const Dots1Config& c, Weights w) : Dots1Attention(c, w, w.parallel().heads(c), w.parallel().kv_heads(c)) {}
 
   /// out [T, H] = o_proj(softmax(q k^T * scaling + mask) v) for x [T, H]; appends this forward's keys to `cache`.
   template <class Obs>
@@ -124,14 +114,27 @@ class Dots1Attention {
 
   cache_state make_cache(int64_t batch) const { return Policy::template make_cache<B>(batch, nkv_ * d_, window_); }
 
-  ColumnParallelLinear<B> q_proj, k_proj, v_proj;
-  RowParallelLinear<B> o_proj;
-  RmsNorm<B> q_norm, k_norm;
-
  private:
+  Dots1Attention(const Dots1Config& c, Weights w, IndexRange q, IndexRange kv)
+      : nh_(q.size()), nkv_(kv.size()), d_(c.head_dim()), scaling_(c.attention_scaling()), window_(Policy::window(c)),
+        q_proj(w.at("q_proj"), c.num_attention_heads * d_, c.hidden_size, {q.begin * d_, q.end * d_}, c.attention_bias),
+        k_proj(w.at("k_proj"), c.kv_heads() * d_, c.hidden_size, {kv.begin * d_, kv.end * d_}, c.attention_bias),
+        v_proj(w.at("v_proj"), c.kv_heads() * d_, c.hidden_size, {kv.begin * d_, kv.end * d_}, c.attention_bias),
+        o_proj(w.at("o_proj"), c.hidden_size, c.num_attention_heads * d_, {q.begin * d_, q.end * d_}, c.attention_bias),
+        q_norm(w.at("q_norm"), d_, c.rms_norm_eps),
+        k_norm(w.at("k_norm"), d_, c.rms_norm_eps) {}
+
   int64_t nh_, nkv_, d_;
   double scaling_;
   typename Policy::Window window_;
+
+ public:
+  ColumnParallelLinear<B> q_proj;  // [nh*d, H]   (+ bias [nh*d] with attention_bias, as k, v and o)
+  ColumnParallelLinear<B> k_proj;  // [nkv*d, H]
+  ColumnParallelLinear<B> v_proj;  // [nkv*d, H]
+  RowParallelLinear<B> o_proj;     // [H, nh*d]
+  RmsNorm<B> q_norm;               // [d], shared by the heads
+  RmsNorm<B> k_norm;               // [d]
 };
 
 // ------------------------------------------------------------------------------------------------ feed-forward
@@ -146,12 +149,8 @@ class GatedMlp {
     Vector gate, up;
   };
 
-  GatedMlp(Weights w, int64_t hidden, int64_t inter, kernels::Activation act) : act_(act) {
-    const IndexRange rows = w.parallel().tp_rows(inter);
-    gate_proj = {w.at("gate_proj"), inter, hidden, rows, false};  // [I, H]
-    up_proj = {w.at("up_proj"), inter, hidden, rows, false};      // [I, H]
-    down_proj = {w.at("down_proj"), hidden, inter, rows, false};  // [H, I]
-  }
+  /// Tensor parallel: this rank's rows of gate/up and the matching columns of down.
+  GatedMlp(Weights w, int64_t hidden, int64_t inter, kernels::Activation act) : GatedMlp(w, hidden, inter, act, w.parallel().tp_rows(inter)) {}
 
   template <class Obs>
   void operator()(const ForwardContext<B>& ctx, const Vector& x, Vector& y, const Obs&) const {
@@ -163,11 +162,17 @@ class GatedMlp {
     down_proj(s.gate, T, y);                  // [T, H]
   }
 
-  ColumnParallelLinear<B> gate_proj, up_proj;
-  RowParallelLinear<B> down_proj;
-
  private:
+  GatedMlp(Weights w, int64_t hidden, int64_t inter, kernels::Activation act, IndexRange rows)
+      : act_(act), gate_proj(w.at("gate_proj"), inter, hidden, rows, false), up_proj(w.at("up_proj"), inter, hidden, rows, false),
+        down_proj(w.at("down_proj"), hidden, inter, rows, false) {}
+
   kernels::Activation act_;
+
+ public:
+  ColumnParallelLinear<B> gate_proj;  // [I, H]
+  ColumnParallelLinear<B> up_proj;    // [I, H]
+  RowParallelLinear<B> down_proj;     // [H, I]
 };
 
 /// Dots1MLP: the dense feed-forward of the first first_k_dense_replace layers.
@@ -190,8 +195,8 @@ class Dots1MoE {
 
   Dots1MoE(const Dots1Config& c, Weights w)
       : router_{*c.n_routed_experts, *c.num_experts_per_tok, c.n_group, c.topk_group, c.norm_topk_prob, c.routed_scaling_factor},
-        gate(w.at("gate"), *c.n_routed_experts, c.hidden_size, false, TensorKind::router),                                           // [E, H]
-        e_score_correction_bias(B::vector(w.at("gate").take("e_score_correction_bias", {*c.n_routed_experts}, TensorKind::buffer))),  // [E]
+        gate(w.at("gate"), *c.n_routed_experts, c.hidden_size, false, TensorKind::router),
+        e_score_correction_bias(B::vector(w.at("gate").take("e_score_correction_bias", {*c.n_routed_experts}, TensorKind::buffer))),
         experts(w, *c.n_routed_experts, *c.num_experts_per_tok, c.hidden_size, c.moe_intermediate_size, activation_of(c.hidden_act)),
         shared_experts(w.at("shared_experts"), c.hidden_size, c.shared_intermediate_size(), activation_of(c.hidden_act)) {}
 
@@ -211,10 +216,10 @@ class Dots1MoE {
   RouterShape router_;
 
  public:
-  Linear<B> gate;
-  typename B::Vector e_score_correction_bias;
-  RoutedExperts<B> experts;
-  GatedMlp<B> shared_experts;
+  Linear<B> gate;                             // [E, H], evaluated in float32 (never converted)
+  typename B::Vector e_score_correction_bias;  // [E], a buffer: biases the choice, not the weights
+  RoutedExperts<B> experts;                   // E x {gate_proj [Im, H], up_proj [Im, H], down_proj [H, Im]}
+  GatedMlp<B> shared_experts;                 // gate_proj [Is, H], up_proj [Is, H], down_proj [H, Is]
 };
 
 /// The feed-forward policies: the names a family's layer kinds use, and the blocks.
