@@ -82,6 +82,18 @@ class KvCacheLayer {
     }
   }
 
+  /// Drops tokens from the end, as HF's cache crop: `tokens` >= 0 keeps the first `tokens` (DynamicCache.crop
+  /// (max_length) before transformers 5), < 0 removes the last -`tokens` (crop(-n) since 5). Returns false,
+  /// changing nothing, when a sliding layer has already dropped keys the shorter cache would need (HF raises
+  /// there unless it recorded the past); the caller then re-feeds the kept tokens into a fresh cache.
+  bool crop(int64_t tokens) {
+    const int64_t keep = tokens >= 0 ? tokens : std::max<int64_t>(cumulative_ + tokens, 0);
+    if (keep >= cumulative_) return true;
+    if (stored_ < cumulative_) return false;  // keys [0, cumulative_ - stored_) are gone
+    stored_ = cumulative_ = keep;
+    return true;
+  }
+
   /// Tokens seen so far (HF get_seq_length: the cumulative count, also for sliding layers).
   int64_t seq_length() const { return cumulative_; }
   int64_t stored() const { return stored_; }
@@ -118,6 +130,15 @@ class KvCache {
   /// loop up to that length never grows the cache.
   void reserve(int64_t tokens) {
     for (auto& l : layers_) l.reserve(tokens);
+  }
+  /// HF's cache crop on every layer (see KvCacheLayer::crop); false, changing no layer, when one cannot.
+  bool crop(int64_t tokens) {
+    for (const auto& l : layers_) {
+      const int64_t keep = tokens >= 0 ? tokens : std::max<int64_t>(l.seq_length() + tokens, 0);
+      if (keep < l.seq_length() && l.stored() < l.seq_length()) return false;
+    }
+    for (auto& l : layers_) l.crop(tokens);
+    return true;
   }
   /// HF's cache.get_seq_length(): layer 0's count.
   int64_t seq_length() const { return layers_.empty() ? 0 : layers_[0].seq_length(); }
