@@ -13,8 +13,10 @@
 // seed, rank 0's, so that every rank draws the same tokens); only rank 0 prints.
 #include <omp.h>
 
+#include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -158,6 +160,13 @@ dots1::WeightFormat weight_format(const std::string& dtype) {
 
 // ---------------------------------------------------------------------------------------------- output
 
+/// A float as JSON with its shortest decimal form (-2.8194656, not the double -2.8194656372070312).
+nlohmann::ordered_json json_float(float f) {
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof buf, f);
+  return std::strtod(std::string(buf, r.ptr).c_str(), nullptr);
+}
+
 /// The JSON answer of --json.
 nlohmann::ordered_json json_result(const dots1::GenerationOutput& out, const dots1::GenerationConfig& options,
                            const std::optional<dots1::Tokenizer>& tok, bool logprobs) {
@@ -175,7 +184,7 @@ nlohmann::ordered_json json_result(const dots1::GenerationOutput& out, const dot
   j["warnings"] = out.warnings;
   if (logprobs) {
     auto entry = [&](int64_t id, float lp) {
-      json e = {{"id", id}, {"logprob", lp}};
+      json e = {{"id", id}, {"logprob", json_float(lp)}};
       if (tok) e["token"] = text_of({id});
       return e;
     };
