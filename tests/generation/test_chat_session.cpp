@@ -187,3 +187,22 @@ BOOST_AUTO_TEST_CASE(undo_past_a_sliding_window_refeeds_the_kept_tokens) {
   // (random weights answer with token sequences that need not re-encode to themselves, so the rendered
   // text is not compared with the tokens here)
 }
+
+BOOST_AUTO_TEST_CASE(a_failed_answer_drops_its_turn) {
+  // max_length counts the whole conversation: the second turn passes it, resolve() refuses inside the
+  // answer, and the session is left as it was before that turn
+  auto model = Model::from_pretrained(kModel);
+  const auto tok = dots1::Tokenizer::from_folder(kModel);
+  dots1::GenerationConfig options;
+  options.max_length = 24;
+  dots1::ChatSession<Model> chat(model, tok, dots1::ChatFormat::for_tokenizer(tok), options);
+  chat.reply("Who made the heaven?");
+  const auto tokens = chat.tokens();
+  const auto rendered = chat.rendered();
+  BOOST_CHECK_THROW(chat.reply("And who made the earth and the sea?"), dots1::GenerationError);
+  BOOST_TEST(chat.tokens() == tokens, boost::test_tools::per_element());
+  BOOST_TEST(chat.rendered() == rendered);
+  BOOST_TEST(chat.turns() == 1u);
+  BOOST_TEST(chat.messages().size() == 2u);
+  BOOST_TEST(chat.cached_tokens() == static_cast<int64_t>(tokens.size()));
+}

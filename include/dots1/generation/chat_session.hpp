@@ -71,12 +71,11 @@ class ChatSession {
       throw InputError("chat: this message is " + std::to_string(turn.size()) + " tokens and the conversation already holds " +
                        std::to_string(used) + "; the model's context is " + std::to_string(context) +
                        " tokens (max_position_embeddings). Send a shorter message or start over.");
-    Turn t{messages_.size(), rendered_, tokens_.size(), tokens_.size() + turn.size()};
+    Turn t{messages_.size(), rendered_, tokens_.size(), tokens_.size() + turn.size(), turn.back()};
     messages_.push_back({"user", user});
     rendered_ = format_.render(messages_, true);
-    std::string text = answer(std::vector<int64_t>(turn.begin(), turn.end()), on_text);
     turns_.push_back(std::move(t));
-    return text;
+    return answer_or_drop_turn(std::vector<int64_t>(turn.begin(), turn.end()), on_text);
   }
 
   /// Forgets the last exchange (user turn and answer): the conversation, and the cache cropped back to where
@@ -98,11 +97,10 @@ class ChatSession {
     if (turns_.empty()) return std::nullopt;
     const Turn& t = turns_.back();
     // the answer's first token was chosen from the logits of the turn's last token: feed that one again
-    const int64_t last_prompt_token = tokens_.at(t.tokens_after_prompt - 1);
     crop_to(t.tokens_after_prompt - 1);
     messages_.pop_back();  // the old answer
     rendered_ = format_.render(messages_, true);
-    return answer({last_prompt_token}, on_text);
+    return answer_or_drop_turn({t.last_prompt_token}, on_text);
   }
 
   /// Why the last answer ended: eos (a stop token), length (max_new_tokens) or context (the model's
@@ -125,7 +123,19 @@ class ChatSession {
     std::string rendered_before;
     size_t tokens_before;        // tokens fed before the user turn
     size_t tokens_after_prompt;  // ... and after it (the generation prompt included)
+    int64_t last_prompt_token;   // the turn's last token, whose logits choose the answer's first
   };
+
+  /// answer() for the last turn; if it fails, the turn is dropped (as undo() would) before the error goes on,
+  /// so the conversation stays one the cache holds.
+  std::string answer_or_drop_turn(std::vector<int64_t> feed, const std::function<void(const std::string&)>& on_text) {
+    try {
+      return answer(std::move(feed), on_text);
+    } catch (...) {
+      undo();
+      throw;
+    }
+  }
 
   /// Feeds `feed` (the rest of the prompt) and generates the answer; closes the turn in the cache.
   std::string answer(std::vector<int64_t> feed, const std::function<void(const std::string&)>& on_text) {
