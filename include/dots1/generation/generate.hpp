@@ -114,7 +114,7 @@ struct GenerationInput {
 
 /// Why a row stopped growing.
 enum class FinishReason {
-  none,         // still running (only seen from a callback's point of view)
+  none,         // not finished (never in a returned GenerationOutput)
   eos,          // its last token is an eos id
   stop_string,  // its text ends with a stop string (HF's StopStringCriteria)
   length,       // max_length / max_new_tokens
