@@ -1,10 +1,15 @@
 // dots1 chat --model DIR [--system TEXT] [sampling options] [--print-prompt]
 // An interactive loop in the model's chat format (dots.llm1: <|system|>, <|userprompt|>, <|response|>).
 // Each answer streams to stdout and stops at <|endofresponse|>; the KV cache is kept across turns, so
-// the history is never re-read. One message per line on stdin; an empty line is ignored; /reset starts
-// over; Ctrl-D (end of input) quits. Notices go to stderr.
+// the history is never re-read. One message per line on stdin; a line ending in a backslash continues on
+// the next line (the message then holds a newline there). An empty message is ignored. Commands (a line
+// that is exactly one of them): /help, /reset (start over), /undo (take the last exchange back: the cache is
+// cropped to where it began), /regenerate (answer the last message again: a new draw when sampling),
+// /quit. Ctrl-D (end of input) quits. A message the tokenizer refuses (invalid UTF-8) or that does not fit
+// the context is reported and the conversation goes on. Notices go to stderr.
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <string>
 
 #include <unistd.h>
@@ -27,6 +32,37 @@ struct ChatOptions {
   bool print_prompt = false;
 };
 
+constexpr const char* kHelp =
+    "Type a message and press Enter. End a line with \\ to continue the message on the next line.\n"
+    "  /undo        take the last exchange (your message and the answer) back\n"
+    "  /regenerate  answer your last message again\n"
+    "  /reset       start the conversation over\n"
+    "  /help        this text\n"
+    "  /quit        leave (or Ctrl-D)\n";
+
+/// One message from stdin: lines joined while they end in a backslash. nullopt at end of input.
+std::optional<std::string> read_message(bool interactive) {
+  std::string message, line;
+  bool more = true;
+  while (more) {
+    if (interactive) std::fprintf(stderr, message.empty() ? "> " : ". ");
+    if (!std::getline(std::cin, line)) {
+      if (message.empty()) return std::nullopt;
+      return message;  // end of input inside a continued message: send what there is
+    }
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    more = !line.empty() && line.back() == '\\';
+    if (more) line.back() = '\n';
+    message += line;
+  }
+  return message;
+}
+
+void print_piece(const std::string& piece) {
+  std::fputs(piece.c_str(), stdout);
+  std::fflush(stdout);
+}
+
 void run_chat(const ChatOptions& o) {
   auto model = dots1_cli::load_cpu_model(o.model);
   const auto tokenizer = dots1::Tokenizer::from_folder(o.model);
@@ -34,38 +70,65 @@ void run_chat(const ChatOptions& o) {
   dots1::ChatSession<dots1::CpuModel> session(model, tokenizer, format, o.sampling.resolve_for(o.model, model.config()), o.system);
   const bool interactive = ::isatty(STDIN_FILENO);
   if (interactive)
-    std::fprintf(stderr, "dots1 chat (%s). One message per line; /reset starts over; Ctrl-D quits.\n", o.model.c_str());
-  std::string line;
+    std::fprintf(stderr, "dots1 chat (%s). One message per line (\\ at the end continues it); /help lists the commands; Ctrl-D quits.\n",
+                 o.model.c_str());
+  auto report = [&] {
+    if (o.print_prompt)
+      std::fprintf(stderr, "[conversation] %s\n[cache] %lld tokens\n", session.rendered().c_str(),
+                   static_cast<long long>(session.cached_tokens()));
+  };
   while (true) {
-    if (interactive) std::fprintf(stderr, "> ");
-    if (!std::getline(std::cin, line)) {
+    const std::optional<std::string> message = read_message(interactive);
+    if (!message) {
       std::fprintf(stderr, "%s(end of input: goodbye)\n", interactive ? "\n" : "");
       return;
     }
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.find_first_not_of(" \t") == std::string::npos) {
-      std::fprintf(stderr, "(empty message ignored: type a message, /reset, or Ctrl-D to quit)\n");
+    const std::string& m = *message;
+    if (m.find_first_not_of(" \t\n") == std::string::npos) {
+      std::fprintf(stderr, "(empty message ignored: type a message, /help, or Ctrl-D to quit)\n");
       continue;
     }
-    if (line == "/reset") {
+    if (m == "/quit") {
+      std::fprintf(stderr, "(goodbye)\n");
+      return;
+    }
+    if (m == "/help") {
+      std::fputs(kHelp, stderr);
+      continue;
+    }
+    if (m == "/reset") {
       session.reset();
       std::fprintf(stderr, "(conversation reset)\n");
       continue;
     }
-    try {
-      session.reply(line, [](const std::string& piece) {
-        std::fputs(piece.c_str(), stdout);
-        std::fflush(stdout);
-      });
-      std::fputs("\n", stdout);
-      std::fflush(stdout);
-    } catch (const dots1::InputError& e) {
-      std::fprintf(stderr, "%s\n", e.what());
+    if (m == "/undo") {
+      if (session.undo()) std::fprintf(stderr, "(last exchange undone; %zu left)\n", session.turns());
+      else std::fprintf(stderr, "(nothing to undo)\n");
+      report();
       continue;
     }
-    if (o.print_prompt)
-      std::fprintf(stderr, "[conversation] %s\n[cache] %lld tokens\n", session.rendered().c_str(),
-                   static_cast<long long>(session.cached_tokens()));
+    try {
+      if (m == "/regenerate") {
+        if (!session.regenerate(print_piece)) {
+          std::fprintf(stderr, "(nothing to regenerate: no answer yet)\n");
+          continue;
+        }
+      } else {
+        dots1::tok::validate_utf8(m, "the message");  // offsets in the message, not in the rendered turn
+        session.reply(m, print_piece);
+      }
+      std::fputs("\n", stdout);
+      std::fflush(stdout);
+    } catch (const dots1::InputError& e) {  // does not fit the context: the conversation is unchanged
+      std::fprintf(stderr, "%s\n", e.what());
+      continue;
+    } catch (const dots1::TokenizerError& e) {  // e.g. invalid UTF-8: the conversation is unchanged
+      std::fprintf(stderr, "(message not sent: %s)\n", e.what());
+      continue;
+    }
+    if (session.last_finish_reason() == dots1::FinishReason::context)
+      std::fprintf(stderr, "(the answer stopped at the end of the model's context: /undo or /reset to go on)\n");
+    report();
   }
 }
 

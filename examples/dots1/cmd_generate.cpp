@@ -1,15 +1,25 @@
-// dots1 generate --model DIR (--prompt TEXT | --ids 1,2,3) [--max-new-tokens N] [--temperature T] [--top-k K]
-//                [--top-p P] [--min-p M] [--repetition-penalty R] [--seed S] [--greedy] [--json] [--device cpu|cuda]
+// dots1 generate --model DIR (--prompt TEXT | --prompt-file FILE|- | --ids 1,2,3) [sampling options]
+//                [--min-new-tokens N] [--stop STR]... [--eos-id ID,...] [--context-limit stop|warn]
+//                [--threads N] [--dtype as-stored|f32|bf16] [--device cpu|cuda] [--parallel PLAN]
+//                [--json [--top-logprobs N] [--raw-logprobs]]
 //                [--zero-head L:H] [--zero-expert L:E] [--forbid-expert L:E] [--force-experts L:E1,E2,...]
-// Generates a continuation of one prompt on the CPU with HF's rules (dots1/generation.hpp) and streams it
-// to stdout (the edits, when given, apply to every forward of the generation: what does the model say
-// without this head or expert?): text for --prompt (decoded incrementally, so multi-byte UTF-8 characters print whole), ids for
-// --ids. --json prints only the generated ids, as one JSON array, at the end. One line of timing goes to
-// stderr. Options not given come from the checkpoint's generation_config.json, then HF's defaults.
+// Generates a continuation of one prompt with HF's rules (dots1/generation.hpp) and streams it to stdout:
+// text for a text prompt (decoded incrementally, so multi-byte UTF-8 characters print whole), ids for
+// --ids. --json prints one JSON object at the end instead (ids, text, finish reason, logprobs on request).
+// One line of timing goes to stderr, and so does every warning of the generation. Options not given come
+// from the checkpoint's generation_config.json, then HF's defaults. The edits, when given, apply to every
+// forward of the generation (what does the model say without this head or expert?).
 // With --parallel (under mpirun) every rank loads its shard and runs the same generation (sampling with one
 // seed, rank 0's, so that every rank draws the same tokens); only rank 0 prints.
+#include <omp.h>
+
+#include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <iterator>
 #include <optional>
 #include <random>
 #include <sstream>
@@ -30,15 +40,168 @@
 
 namespace {
 
+// ---------------------------------------------------------------------------------------------- options
+
+/// Where the prompt comes from: text (--prompt, --prompt-file) or ids (--ids).
+struct PromptOptions {
+  std::string text, file, ids;
+  CLI::Option *text_opt = nullptr, *file_opt = nullptr, *ids_opt = nullptr;
+
+  void add_to(CLI::App* cmd) {
+    text_opt = cmd->add_option("--prompt", text, "prompt text (needs the checkpoint's tokenizer.json)");
+    file_opt = cmd->add_option("--prompt-file", file, "read the prompt text from FILE, or from stdin with '-' (any length)");
+    ids_opt = cmd->add_option("--ids", ids, "prompt token ids, comma-separated (1,2,3)");
+    text_opt->excludes(file_opt)->excludes(ids_opt);
+    file_opt->excludes(text_opt)->excludes(ids_opt);
+    ids_opt->excludes(text_opt)->excludes(file_opt);
+  }
+  bool given() const { return text_opt->count() + file_opt->count() + ids_opt->count() > 0; }
+  bool is_text() const { return ids_opt->count() == 0; }
+
+  /// The prompt text, read whole (stdin or a file of any size: no argument-length limit).
+  std::string read_text() const {
+    if (text_opt->count()) return text;
+    if (file == "-") return std::string(std::istreambuf_iterator<char>(std::cin), {});
+    std::ifstream in(file, std::ios::binary);
+    if (!in) throw dots1::IoError("--prompt-file: cannot open " + file);
+    std::string s((std::istreambuf_iterator<char>(in)), {});
+    if (in.bad()) throw dots1::IoError("--prompt-file: error reading " + file);
+    return s;
+  }
+};
+
+/// C-style escapes in --stop values (\n, \t, \r, \\, \"), so that "\n\n" can be typed on a command line.
+std::string unescape(const std::string& s, const std::string& option) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '\\') {
+      out += s[i];
+      continue;
+    }
+    if (++i == s.size()) throw dots1::InputError(option + ": '" + s + "' ends in a lone backslash (write \\\\ for one)");
+    switch (s[i]) {
+      case 'n': out += '\n'; break;
+      case 't': out += '\t'; break;
+      case 'r': out += '\r'; break;
+      case '\\': out += '\\'; break;
+      case '"': out += '"'; break;
+      default: throw dots1::InputError(option + ": unknown escape '\\" + std::string(1, s[i]) + "' in '" + s + "' (\\n \\t \\r \\\\ \\\")");
+    }
+  }
+  return out;
+}
+
+/// When to stop besides max_new_tokens: stop strings, eos ids, a minimum length, the context.
+struct StopOptions {
+  std::vector<std::string> stop;
+  std::vector<int64_t> eos_ids;
+  std::optional<int64_t> min_new_tokens;
+  std::string context_limit = "stop";
+
+  void add_to(CLI::App* cmd) {
+    cmd->add_option("--stop", stop, "stop when the text ends with STR (repeatable; HF's stop_strings; escapes \\n \\t \\\\)")
+        ->allow_extra_args(false);
+    cmd->add_option("--eos-id", eos_ids, "end-of-sequence ids (repeatable or comma-separated), replacing the checkpoint's")
+        ->delimiter(',')
+        ->allow_extra_args(false);
+    cmd->add_option("--min-new-tokens", min_new_tokens, "generate at least N tokens before an eos may end the text");
+    cmd->add_option("--context-limit", context_limit,
+                    "at max_position_embeddings: stop (the row ends, finish reason 'context'; a prompt that fills the context is "
+                    "an error) or warn (HF: go on, with a warning)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"stop", "warn"}));
+  }
+  void apply(dots1::GenerationConfig& g) const {
+    for (const auto& s : stop) g.stop_strings.push_back(unescape(s, "--stop"));
+    if (!eos_ids.empty()) g.eos_token_id = eos_ids;  // as HF's eos_token_id= argument: the pad id stays the checkpoint's
+    if (min_new_tokens) g.min_new_tokens = min_new_tokens;
+    g.context_limit = context_limit == "warn" ? dots1::ContextLimit::warn : dots1::ContextLimit::stop;
+  }
+};
+
+/// What is printed at the end: the streamed text, or one JSON object.
+struct OutputOptions {
+  bool json = false, raw_logprobs = false;
+  std::optional<int64_t> top_logprobs;
+
+  void add_to(CLI::App* cmd) {
+    auto* j = cmd->add_flag("--json", json, "print one JSON object at the end: ids, text, finish_reason (and logprobs)");
+    cmd->add_option("--top-logprobs", top_logprobs, "with --json: each token's logprob and the N most probable tokens of its step")
+        ->needs(j);
+    cmd->add_flag("--raw-logprobs", raw_logprobs, "logprobs of the raw logits (default: of the processed scores, as HF's "
+                                                  "compute_transition_scores(normalize_logits=True))")
+        ->needs(j);
+  }
+  void apply(dots1::GenerationConfig& g) const {
+    if (top_logprobs) g.top_logprobs = *top_logprobs;
+    if (raw_logprobs) g.logprobs_from_logits = true;
+  }
+  bool logprobs() const { return top_logprobs.has_value(); }
+};
+
 struct GenerateOptions {
-  std::string model, prompt, ids;
+  std::string model;
+  PromptOptions prompt;
   dots1_cli::SamplingOptions sampling;
-  bool json = false;
+  StopOptions stopping;
+  OutputOptions output;
+  int threads = 0;
+  std::string dtype = "as-stored";
   dots1_cli::ParallelOptions parallel;
   std::string device = "cpu";
   dots1_cli::EditOptions edits;
 };
 
+dots1::WeightFormat weight_format(const std::string& dtype) {
+  if (dtype == "f32") return dots1::WeightFormat::f32;
+  if (dtype == "bf16") return dots1::WeightFormat::bf16;
+  return dots1::WeightFormat::as_stored;
+}
+
+// ---------------------------------------------------------------------------------------------- output
+
+/// A float as JSON with its shortest decimal form (-2.8194656, not the double -2.8194656372070312).
+nlohmann::ordered_json json_float(float f) {
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof buf, f);
+  return std::strtod(std::string(buf, r.ptr).c_str(), nullptr);
+}
+
+/// The JSON answer of --json.
+nlohmann::ordered_json json_result(const dots1::GenerationOutput& out, const dots1::GenerationConfig& options,
+                           const std::optional<dots1::Tokenizer>& tok, bool logprobs) {
+  using json = nlohmann::ordered_json;  // keys in this order
+  const auto ids = out.generated(0);
+  auto text_of = [&](std::vector<int64_t> v) { return tok->decode(std::vector<int32_t>(v.begin(), v.end()), /*skip_special=*/true); };
+  json j;
+  j["ids"] = ids;
+  j["text"] = tok ? json(text_of(ids)) : json(nullptr);
+  j["finish_reason"] = dots1::to_string(out.finish_reasons[0]);
+  const int64_t hit = out.stop_string_index[0];
+  j["stop_string"] = hit >= 0 ? json(options.stop_strings[static_cast<size_t>(hit)]) : json(nullptr);
+  j["prompt_tokens"] = out.prompt_tokens;
+  j["generated_tokens"] = out.num_generated[0];
+  j["warnings"] = out.warnings;
+  if (logprobs) {
+    auto entry = [&](int64_t id, float lp) {
+      json e = {{"id", id}, {"logprob", json_float(lp)}};
+      if (tok) e["token"] = text_of({id});
+      return e;
+    };
+    json list = json::array();
+    for (const auto& g : out.logprobs[0]) {
+      json e = entry(g.token, g.logprob);
+      json top = json::array();
+      for (const auto& alt : g.top) top.push_back(entry(alt.token, alt.logprob));
+      e["top_logprobs"] = std::move(top);
+      list.push_back(std::move(e));
+    }
+    j["logprobs"] = std::move(list);
+  }
+  return j;
+}
+
+// ---------------------------------------------------------------------------------------------- running
 
 void generate_on_this_rank(const GenerateOptions& o, const std::shared_ptr<const dots1::Parallel>& par);
 
@@ -46,6 +209,7 @@ void run_generate(const GenerateOptions& o) {
   if (!o.edits.empty() && (o.device == "cuda" || !o.parallel.spec.empty()))
     throw dots1::InputError("--zero-head/--zero-expert/--forbid-expert/--force-experts: the edits run on the whole model on the CPU "
                             "(not with --device cuda or --parallel)");
+  if (o.threads > 0) omp_set_num_threads(o.threads);  // the CPU backend's thread count, as dots1 bench --threads
   if (o.device == "cuda") {
     if (!o.parallel.spec.empty()) throw dots1::InputError("--device cuda does not combine with --parallel");
     dots1_cli::gpu::require();
@@ -55,13 +219,37 @@ void run_generate(const GenerateOptions& o) {
   dots1_cli::on_every_rank(*par, [&] { generate_on_this_rank(o, par); });
 }
 
+/// The prompt's ids: the text encoded with the checkpoint's tokenizer, or --ids.
+std::vector<int64_t> prompt_ids(const GenerateOptions& o, const std::optional<dots1::Tokenizer>& tokenizer) {
+  std::vector<int64_t> prompt;
+  if (!o.prompt.is_text()) return dots1_cli::parse_int_list(o.prompt.ids, "--ids");
+  for (int32_t id : tokenizer->encode(o.prompt.read_text())) prompt.push_back(id);
+  if (prompt.empty()) throw dots1::InputError(std::string(o.prompt.file_opt->count() ? "--prompt-file" : "--prompt") + ": the text encodes to no tokens");
+  return prompt;
+}
+
 void generate_on_this_rank(const GenerateOptions& o, const std::shared_ptr<const dots1::Parallel>& par) {
-  // the model on the CPU, or with --device cuda on the GPU (weights as stored)
+  // the prompt first: one the tokenizer refuses fails before the model loads
+  const bool has_tokenizer = std::filesystem::exists(std::filesystem::path(o.model) / "tokenizer.json");
+  std::optional<dots1::Tokenizer> tokenizer;
+  if (o.prompt.is_text() || (has_tokenizer && (o.output.json || !o.stopping.stop.empty()))) tokenizer = dots1::Tokenizer::from_folder(o.model);
+  const std::vector<int64_t> prompt = prompt_ids(o, tokenizer);
+  // and one that cannot fit before the model loads (config.json only)
+  const int64_t context = dots1::Checkpoint::open(o.model).config().max_position_embeddings;
+  if (o.stopping.context_limit == "stop" && static_cast<int64_t>(prompt.size()) >= context)
+    throw dots1::InputError("the prompt has " + std::to_string(prompt.size()) + " tokens and the model's context is " +
+                            std::to_string(context) + " (max_position_embeddings): shorten it, or pass --context-limit warn "
+                            "to go past the context as HF does");
+
+  // the model on the CPU, or with --device cuda on the GPU
+  const auto format = weight_format(o.dtype);
   std::optional<dots1::CpuModel> cpu;
   std::unique_ptr<dots1_cli::gpu::Model> gpu;
-  if (o.device == "cuda") gpu = dots1_cli::gpu::Model::from_pretrained(o.model);
-  else cpu.emplace(dots1_cli::load_cpu_model(o.model, par));
+  if (o.device == "cuda") gpu = dots1_cli::gpu::Model::from_pretrained(o.model, format);
+  else cpu.emplace(dots1_cli::load_cpu_model(o.model, par, format));
   auto options = o.sampling.resolve_for(o.model, gpu ? gpu->config() : cpu->config());
+  o.stopping.apply(options);
+  o.output.apply(options);
   const bool root = par->rank() == 0;
   if (par->size() > 1 && options.do_sample.value_or(false) && !options.seed) {  // one seed for all ranks
     uint64_t seed = std::random_device{}();
@@ -69,21 +257,17 @@ void generate_on_this_rank(const GenerateOptions& o, const std::shared_ptr<const
     options.seed = seed;
   }
 
-  std::optional<dots1::Tokenizer> tokenizer;
-  std::vector<int64_t> prompt;
-  if (!o.prompt.empty()) {
-    tokenizer = dots1::Tokenizer::from_folder(o.model);
-    for (int32_t id : tokenizer->encode(o.prompt)) prompt.push_back(id);
-    if (prompt.empty()) throw dots1::InputError("--prompt: the text encodes to no tokens");
-  } else {
-    prompt = dots1_cli::parse_int_list(o.ids, "--ids");
+  auto input = dots1::GenerationInput::from_ids(prompt);
+  if (!options.stop_strings.empty()) {
+    if (!tokenizer) throw dots1::InputError("--stop: stop strings are matched on the tokens' text, and " + o.model + " has no tokenizer.json");
+    input.token_strings = std::make_shared<dots1::TokenStrings>(dots1::TokenStrings::of(*tokenizer));
   }
 
   std::optional<dots1::DecodeStream> text;
-  if (tokenizer && !o.json) text.emplace(*tokenizer, /*skip_special=*/true);
+  if (o.prompt.is_text() && !o.output.json) text.emplace(*tokenizer, /*skip_special=*/true);
   bool first = true;
   auto stream = [&](int64_t, int64_t token) {
-    if (o.json || !root) return;  // stdout carries only the final array; rank 0 prints
+    if (o.output.json || !root) return;  // stdout carries only the final object; rank 0 prints
     if (text) {
       if (auto piece = text->step(static_cast<int32_t>(token))) std::fputs(piece->c_str(), stdout);
     } else {
@@ -92,45 +276,45 @@ void generate_on_this_rank(const GenerateOptions& o, const std::shared_ptr<const
     first = false;
     std::fflush(stdout);
   };
-  const auto input = dots1::GenerationInput::from_ids(prompt);
   dots1::Intervention edit = o.edits.build();
   const auto out = gpu ? gpu->generate(input, options, stream)
                    : edit.empty() ? dots1::generate(*cpu, input, options, stream)
                                   : dots1::generate(*cpu, input, options, stream, edit);
   if (!root) return;
 
-  if (o.json) {
-    std::printf("%s\n", nlohmann::json(out.generated(0)).dump().c_str());
-  } else {
-    std::printf("\n");
-  }
+  if (o.output.json) std::printf("%s\n", json_result(out, options, tokenizer, o.output.logprobs()).dump().c_str());
+  else std::printf("\n");
   std::fflush(stdout);
+  for (const auto& w : out.warnings) std::fprintf(stderr, "dots1 generate: warning: %s\n", w.c_str());
   const auto generated = out.num_generated[0];
   // Generated tokens/s counts every token after the prompt's forward: their selection and the one-token
   // forwards (the first token's logits come from the prompt's forward).
   auto rate = [](double n, double s) { return s > 0 ? n / s : 0.0; };
-  std::fprintf(stderr, "dots1 generate: prompt %lld tokens in %.3f s (%.1f tok/s), generated %lld tokens in %.3f s (%.1f tok/s)\n",
+  std::fprintf(stderr, "dots1 generate: prompt %lld tokens in %.3f s (%.1f tok/s), generated %lld tokens in %.3f s (%.1f tok/s), %s\n",
                static_cast<long long>(out.prompt_tokens), out.prefill_seconds, rate(static_cast<double>(out.prompt_tokens), out.prefill_seconds),
-               static_cast<long long>(generated), out.decode_seconds, rate(static_cast<double>(generated), out.decode_seconds));
+               static_cast<long long>(generated), out.decode_seconds, rate(static_cast<double>(generated), out.decode_seconds),
+               dots1::to_string(out.finish_reasons[0]));
 }
 
 void add_generate_command(CLI::App& app) {
   auto o = std::make_shared<GenerateOptions>();
   auto* cmd = app.add_subcommand("generate", "Generate a continuation of a prompt (greedy or sampled, as HF's generate)");
   cmd->add_option("--model", o->model, "HF checkpoint folder")->default_val(dots1_cli::default_model_dir());
-  auto* prompt = cmd->add_option("--prompt", o->prompt, "prompt text (needs the checkpoint's tokenizer.json)");
-  auto* ids = cmd->add_option("--ids", o->ids, "prompt token ids, comma-separated (1,2,3)");
-  prompt->excludes(ids);
-  ids->excludes(prompt);
+  o->prompt.add_to(cmd);
   o->sampling.add_to(cmd);
-  cmd->add_flag("--json", o->json, "print only the generated ids, as one JSON array");
+  o->stopping.add_to(cmd);
+  o->output.add_to(cmd);
+  cmd->add_option("--threads", o->threads, "CPU threads (default: OMP_NUM_THREADS, else all cores)")->check(CLI::PositiveNumber);
+  cmd->add_option("--dtype", o->dtype, "weight matrices as stored in the checkpoint, or converted to f32 or bf16 when loading")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"as-stored", "f32", "bf16"}));
   o->parallel.add_to(cmd);
   o->edits.add_to(cmd);
   cmd->add_option("--device", o->device, "cpu, or cuda (the Thrust backend on the GPU; needs a dots1 built with CUDA)")
       ->capture_default_str()
       ->check(CLI::IsMember({"cpu", "cuda"}));
-  cmd->callback([o, prompt, ids] {
-    if (prompt->count() == 0 && ids->count() == 0) throw CLI::RequiredError("--prompt or --ids");
+  cmd->callback([o] {
+    if (!o->prompt.given()) throw CLI::RequiredError("--prompt, --prompt-file or --ids");
     run_generate(*o);
   });
 }

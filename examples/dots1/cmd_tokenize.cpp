@@ -1,8 +1,10 @@
-// dots1 tokenize --tokenizer PATH [--special] | --decode [--skip-special]
+// dots1 tokenize --tokenizer PATH [--no-special] | --decode [--skip-special]
 //
 // A filter for scripts: reads one JSON string per line on stdin and writes one JSON array of ids per
 // line on stdout; with --decode, reads JSON arrays of ids and writes JSON strings. Each answer is
-// flushed at once, so a script can also talk to it line by line through a pipe.
+// flushed at once, so a script can also talk to it line by line through a pipe. Special tokens written in
+// the text (<|endoftext|>) become their ids, as HF's tokenizer does by default; --no-special encodes them
+// as plain text (HF's split_special_tokens=True).
 #include <charconv>
 #include <cstdio>
 #include <filesystem>
@@ -23,7 +25,8 @@ namespace {
 struct TokenizeOptions {
   std::string tokenizer;
   bool decode = false;
-  bool special = false;
+  bool special = true;        // parse special tokens (the result of the two flags below)
+  bool no_special_flag = false, special_flag = false;
   bool skip_special = false;
 };
 
@@ -97,10 +100,18 @@ void add_tokenize_command(CLI::App& app) {
   cmd->add_option("--tokenizer", o->tokenizer, "tokenizer.json, or a folder with tokenizer.json (and tokenizer_config.json)")
       ->capture_default_str();
   auto* dec = cmd->add_flag("--decode", o->decode, "read JSON arrays of ids, write JSON strings");
-  cmd->add_flag("--special", o->special, "parse special added tokens written in the text, e.g. <|endoftext|> (default: plain text)")
-      ->excludes(dec);
+  auto* plain = cmd->add_flag("--no-special", o->no_special_flag,
+                              "special tokens written in the text (<|endoftext|>) are plain text, not their ids")
+                    ->excludes(dec);
+  auto* special = cmd->add_flag("--special", o->special_flag, "parse special tokens written in the text (the default, as HF's tokenizer)")
+                      ->excludes(dec);
+  plain->excludes(special);
+  special->excludes(plain);
   cmd->add_flag("--skip-special", o->skip_special, "with --decode: leave special tokens out of the text")->needs(dec);
-  cmd->callback([o] { run_tokenize(*o); });
+  cmd->callback([o] {
+    o->special = !o->no_special_flag;
+    run_tokenize(*o);
+  });
 }
 
 }  // namespace dots1_cli

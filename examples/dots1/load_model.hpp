@@ -22,4 +22,13 @@ inline dots1::CpuModel load_cpu_model(const std::string& dir, const std::shared_
   return dots1::CpuModel(checkpoint.config(), checkpoint, par);
 }
 
+/// This rank's shard with its weight matrices converted to `format` when loading (dots1 generate --dtype).
+inline dots1::CpuModel load_cpu_model(const std::string& dir, const std::shared_ptr<const dots1::Parallel>& par, dots1::WeightFormat format) {
+  if (format == dots1::WeightFormat::as_stored) return load_cpu_model(dir, par);
+  const auto checkpoint = dots1::Checkpoint::open(dir);
+  if (!par->is_single()) return dots1::CpuModel(checkpoint.config(), checkpoint, format, par);
+  const dots1::ProgressWeightSource progress(checkpoint, dots1::terminal_progress_bar());
+  return dots1::CpuModel(checkpoint.config(), progress, format);
+}
+
 }  // namespace dots1_cli

@@ -7,3 +7,4 @@
 #include "dots1/generation/generation_config.hpp"
 #include "dots1/generation/logits_process.hpp"
 #include "dots1/generation/sampling.hpp"
+#include "dots1/generation/stop_strings.hpp"

@@ -1,5 +1,6 @@
-# Runs `dots1 generate --ids PROMPT --max-new-tokens N --greedy --json` and checks that it prints the
-# generated ids of HF's sequence EXPECTED (prompt + generation, JSON arrays) as one JSON array.
+# Runs `dots1 generate --ids PROMPT --max-new-tokens N --greedy --json` and checks that the JSON object it
+# prints holds the generated ids of HF's sequence EXPECTED (prompt + generation, JSON arrays) and the finish
+# reason "length".
 foreach(v TOOL MODEL PROMPT MAX_NEW EXPECTED)
   if(NOT DEFINED ${v})
     message(FATAL_ERROR "check_generate_cli.cmake needs -D${v}=...")
@@ -16,10 +17,16 @@ endif()
 
 string(JSON prompt_len LENGTH "${PROMPT}")
 string(JSON total LENGTH "${EXPECTED}")
-string(JSON got_len ERROR_VARIABLE json_error LENGTH "${out}")
+string(JSON ids ERROR_VARIABLE json_error GET "${out}" ids)
 if(json_error)
-  message(FATAL_ERROR "stdout is not a JSON array: '${out}' (${json_error})")
+  message(FATAL_ERROR "stdout is not a JSON object with ids: '${out}' (${json_error})")
 endif()
+string(JSON reason GET "${out}" finish_reason)
+if(NOT reason STREQUAL "length")
+  message(FATAL_ERROR "finish_reason '${reason}', expected 'length': ${out}")
+endif()
+set(out "${ids}")
+string(JSON got_len LENGTH "${out}")
 math(EXPR want_len "${total} - ${prompt_len}")
 if(NOT got_len EQUAL want_len)
   message(FATAL_ERROR "expected ${want_len} ids, got ${got_len}: ${out}")

@@ -428,3 +428,121 @@ BOOST_AUTO_TEST_CASE(invalid_options_raise_generation_error) {
   // greedy ignores temperature 0 (HF only warns)
   BOOST_CHECK_NO_THROW(resolved(R"({"temperature": 0.0})"));
 }
+
+BOOST_AUTO_TEST_CASE(new_options_read_resolve_and_refuse) {
+  // stop strings: one string or a list; num_return_sequences; the output flags
+  auto one = dots1::GenerationConfig::from_json(nlohmann::json::parse(R"({"stop_strings": "\n\n"})"));
+  BOOST_TEST(one.stop_strings == std::vector<std::string>{"\n\n"});
+  auto r = resolved(R"({"stop_strings": ["a", "bc"], "num_return_sequences": 3, "do_sample": true, "output_scores": true,
+                       "output_logits": false, "return_dict_in_generate": true})");
+  BOOST_TEST(r.stop_strings == (std::vector<std::string>{"a", "bc"}));
+  BOOST_TEST(r.num_return_sequences == 3);
+  BOOST_TEST(r.output_scores);
+  BOOST_TEST(!r.output_logits);
+  BOOST_TEST(!r.output_logprobs);
+  BOOST_TEST(resolved("{}").num_return_sequences == 1);
+  BOOST_TEST((resolved("{}").context_limit == dots1::ContextLimit::warn));
+  // top_logprobs implies logprobs
+  dots1::GenerationConfig g;
+  g.top_logprobs = 3;
+  BOOST_TEST(dots1::resolve(g, 4, 64, 100).output_logprobs);
+  // the caller's new options win over the checkpoint's
+  auto ck = dots1::GenerationConfig::from_json(nlohmann::json::parse(R"({"stop_strings": ["x"], "num_return_sequences": 1})"));
+  dots1::GenerationConfig user;
+  user.stop_strings = {"y"};
+  user.num_return_sequences = 2;
+  user.context_limit = dots1::ContextLimit::stop;
+  const auto m = ck.overridden_by(user);
+  BOOST_TEST(m.stop_strings == std::vector<std::string>{"y"});
+  BOOST_TEST(*m.num_return_sequences == 2);
+  BOOST_TEST((*m.context_limit == dots1::ContextLimit::stop));
+
+  auto expect_error = [](const std::string& json, const std::string& needle) {
+    BOOST_TEST_CONTEXT(json) {
+      try {
+        resolved(json);
+        BOOST_ERROR("no GenerationError for " << json);
+      } catch (const dots1::GenerationError& e) {
+        BOOST_TEST(std::string(e.what()).find(needle) != std::string::npos, "message: " << e.what());
+      }
+    }
+  };
+  // HF's own ValueError text for greedy with several sequences
+  expect_error(R"({"num_return_sequences": 2})",
+               "Greedy methods (do_sample != True) without beam search do not support `num_return_sequences` different than 1 (got 2).");
+  expect_error(R"({"num_return_sequences": 0, "do_sample": true})", "num_return_sequences");
+  expect_error(R"({"stop_strings": [""]})", "stop_strings[0]");
+  expect_error(R"({"stop_strings": [1]})", "stop_strings");
+  expect_error(R"({"stop_strings": {"a": 1}})", "stop_strings");
+  expect_error(R"({"output_scores": "yes"})", "output_scores");
+  g.top_logprobs = -1;
+  BOOST_CHECK_THROW(dots1::resolve(g, 4, 64, 100), dots1::GenerationError);
+  g.top_logprobs = 101;
+  BOOST_CHECK_THROW(dots1::resolve(g, 4, 64, 100), dots1::GenerationError);
+}
+
+// ---- StopStringCriteria on hand-made vocabularies: the examples of HF's docstring, exactly ----
+
+namespace {
+
+/// A vocabulary of the given token texts (id = index).
+dots1::TokenStrings vocabulary(const std::vector<std::string>& tokens, dots1::TokenStrings::Units units) {
+  std::vector<std::optional<std::string>> t(tokens.begin(), tokens.end());
+  return dots1::TokenStrings(t, units);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(stop_string_criteria_follow_hf_docstring_examples) {
+  const std::vector<std::string> tokens = {"st", "op", "stop", "opera", "sto", "pper", "las", "topper", "s", "to", "pped", "at", "tion", "x"};
+  auto id = [&](const std::string& t) { return static_cast<int64_t>(std::find(tokens.begin(), tokens.end(), t) - tokens.begin()); };
+  auto seq = [&](std::initializer_list<const char*> ts) {
+    std::vector<int64_t> ids;
+    for (const char* t : ts) ids.push_back(id(t));
+    return ids;
+  };
+  for (auto units : {dots1::TokenStrings::Units::bytes, dots1::TokenStrings::Units::code_points}) {
+    const auto vocab = vocabulary(tokens, units);
+    const dots1::StopStringCriteria stop({"stop"}, vocab);
+    BOOST_TEST(stop.window() == 4);
+    // "any of the following token sequences would trigger the match"
+    for (const auto& s : {seq({"st", "op"}), seq({"stop"}), seq({"st", "opera"}), seq({"sto", "pper"}), seq({"las", "topper"}),
+                          seq({"s", "to", "pped"}), seq({"x", "x", "st", "op"})})
+      BOOST_TEST(stop.match(s).has_value());
+    // "these sequences will not trigger a match"
+    for (const auto& s : {seq({"stop", "at"}), seq({"st", "op", "at"}), seq({"st", "opera", "tion"}), seq({"op"}), seq({"x", "op"})})
+      BOOST_TEST(!stop.match(s).has_value());
+    BOOST_TEST(!stop.match({}).has_value());
+    // the first of several strings that matches; ids outside the table never match
+    const dots1::StopStringCriteria two({"zz", "op"}, vocab);
+    BOOST_TEST(*two.match(seq({"st", "op"})) == 1u);
+    BOOST_TEST(!two.match(std::vector<int64_t>{999}).has_value());
+  }
+  // bytes and code points differ for a character split across tokens: "é" is C3 A9
+  const std::vector<std::optional<std::string>> split = {std::string("\xC3"), std::string("\xA9"), std::string("caf")};
+  const dots1::TokenStrings bytes(split, dots1::TokenStrings::Units::bytes);
+  BOOST_TEST(dots1::StopStringCriteria({"é"}, bytes).match(std::vector<int64_t>{2, 0, 1}).has_value());
+  BOOST_TEST(dots1::StopStringCriteria({"café"}, bytes).match(std::vector<int64_t>{2, 0, 1}).has_value());
+  BOOST_CHECK_THROW(dots1::TokenStrings(split, dots1::TokenStrings::Units::code_points), dots1::InputError);  // not UTF-8 text
+  // bad stop strings: invalid UTF-8, empty, or no token can end them
+  const auto vocab = vocabulary(tokens, dots1::TokenStrings::Units::bytes);
+  BOOST_CHECK_THROW(dots1::StopStringCriteria({"\xFF"}, vocab), dots1::InputError);
+  BOOST_CHECK_THROW(dots1::StopStringCriteria({""}, vocab), dots1::GenerationError);
+  BOOST_CHECK_THROW(dots1::StopStringCriteria({}, vocab), dots1::GenerationError);
+  BOOST_CHECK_THROW(dots1::StopStringCriteria({"Q"}, vocab), dots1::GenerationError);
+}
+
+BOOST_AUTO_TEST_CASE(logprobs_are_log_softmax_and_top_n_is_ordered) {
+  const std::vector<float> s = {1.0f, 3.0f, dots1::logits::kFiltered, 3.0f, -2.0f};
+  const auto g = dots1::detail::logprob_of(s, 1, 10);
+  double z = 0;
+  for (float x : s) z += std::isinf(x) ? 0.0 : std::exp(double(x) - 3.0);
+  BOOST_TEST(std::fabs(g.logprob - (0.0 - std::log(z))) <= 1e-7);
+  BOOST_REQUIRE_EQUAL(g.top.size(), 4u);  // the filtered token is left out
+  BOOST_TEST(g.top[0].token == 1);        // equal scores: lower id first
+  BOOST_TEST(g.top[1].token == 3);
+  BOOST_TEST(g.top[2].token == 0);
+  BOOST_TEST(g.top[3].token == 4);
+  BOOST_TEST(std::isinf(dots1::detail::logprob_of(s, 2, 0).logprob));
+  BOOST_TEST(dots1::detail::logprob_of(s, 1, 2).top.size() == 2u);
+}

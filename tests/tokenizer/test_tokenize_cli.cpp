@@ -1,5 +1,6 @@
-// `dots1 tokenize`, run as a subprocess: the HF reference ids of the corpus, --decode, --special,
-// errors, and 100k lines in one run.
+// `dots1 tokenize`, run as a subprocess: the HF reference ids of the corpus (special tokens in the text
+// parsed by default, as HF's tokenizer does; plain text with --no-special), --decode, errors, and 100k lines
+// in one run.
 #define BOOST_TEST_MODULE tokenize_cli
 #include <boost/test/unit_test.hpp>
 
@@ -66,15 +67,19 @@ BOOST_AUTO_TEST_CASE(corpus_ids_both_ways) {
     for (const auto& r : records) ids << r["ids"].dump() << '\n';
   }
   const std::string tok = "--tokenizer \"" + qwen2_dir().string() + "\"";
-  // --special: special tokens in the text are parsed (HF's default encode).
-  BOOST_TEST_REQUIRE(run(tok + " --special", tmp.path / "texts.jsonl", tmp.path / "out.jsonl", tmp.path / "err") == 0);
-  auto out = lines_of(tmp.path / "out.jsonl");
-  BOOST_TEST_REQUIRE(out.size() == records.size());
+  // Default, and --special: special tokens in the text are parsed (HF's default encode).
+  std::vector<std::string> out;
+  for (const char* flag : {"", " --special"}) {
+    BOOST_TEST_REQUIRE(run(tok + flag, tmp.path / "texts.jsonl", tmp.path / "out.jsonl", tmp.path / "err") == 0);
+    out = lines_of(tmp.path / "out.jsonl");
+    BOOST_TEST_REQUIRE(out.size() == records.size());
+    size_t bad = 0;
+    for (size_t i = 0; i < records.size(); ++i) bad += ids_of(nlohmann::json::parse(out[i])) != ids_of(records[i]["ids"]);
+    BOOST_TEST(bad == 0u, "flags '" << flag << "'");
+  }
   size_t bad = 0;
-  for (size_t i = 0; i < records.size(); ++i) bad += ids_of(nlohmann::json::parse(out[i])) != ids_of(records[i]["ids"]);
-  BOOST_TEST(bad == 0u);
-  // Default: special tokens are plain text.
-  BOOST_TEST_REQUIRE(run(tok, tmp.path / "texts.jsonl", tmp.path / "out.jsonl", tmp.path / "err") == 0);
+  // --no-special: special tokens are plain text (HF's split_special_tokens=True).
+  BOOST_TEST_REQUIRE(run(tok + " --no-special", tmp.path / "texts.jsonl", tmp.path / "out.jsonl", tmp.path / "err") == 0);
   out = lines_of(tmp.path / "out.jsonl");
   BOOST_TEST_REQUIRE(out.size() == records.size());
   bad = 0;
@@ -100,7 +105,7 @@ BOOST_AUTO_TEST_CASE(hundred_thousand_lines) {
     for (int i = 0; i < 100000; ++i) in << nlohmann::json("line " + std::to_string(i) + ": naïve café <|endoftext|> 日本語").dump() << '\n';
   }
   const auto t0 = std::chrono::steady_clock::now();
-  BOOST_TEST_REQUIRE(run("--tokenizer \"" + (qwen2_dir() / "tokenizer.json").string() + "\" --special", tmp.path / "in.jsonl",
+  BOOST_TEST_REQUIRE(run("--tokenizer \"" + (qwen2_dir() / "tokenizer.json").string() + "\"", tmp.path / "in.jsonl",
                          tmp.path / "out.jsonl", tmp.path / "err") == 0);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   BOOST_TEST_MESSAGE("100k lines in " << secs << " s");
@@ -126,6 +131,8 @@ BOOST_AUTO_TEST_CASE(errors_name_the_line) {
   BOOST_TEST(lines_of(tmp.path / "out").size() == 1u);  // the good line was answered first
   BOOST_TEST(run(tok + " --decode", tmp.path / "badid.jsonl", tmp.path / "out", tmp.path / "err") == 1);
   BOOST_TEST(slurp(tmp.path / "err").find("stdin line 2: 151669 is not a token id") != std::string::npos);
+  BOOST_TEST(run(tok + " --special --no-special", tmp.path / "bad.jsonl", tmp.path / "out", tmp.path / "err") != 0);
+  BOOST_TEST(slurp(tmp.path / "err").find("excludes") != std::string::npos);
   BOOST_TEST(run(tok, tmp.path / "badutf8.jsonl", tmp.path / "out", tmp.path / "err") == 1);
   BOOST_TEST(slurp(tmp.path / "err").find("stdin line 2") != std::string::npos);
 }

@@ -24,6 +24,14 @@
 
 namespace dots1 {
 
+/// What generate() does when a sequence grows past the model's max_position_embeddings.
+enum class ContextLimit {
+  warn,  // HF: go on (RoPE has no hard limit; dynamic RoPE scaling is made for it), once a warning in
+         // GenerationOutput::warnings with HF's text
+  stop,  // the row finishes with FinishReason::context when its next position would be max_position_embeddings;
+         // a prompt that already fills the context is an InputError
+};
+
 struct GenerationConfig {
   // ---- length ----
   std::optional<int64_t> max_length;      // total length, prompt included; unset = prompt + 20 (capped)
@@ -40,6 +48,19 @@ struct GenerationConfig {
   // ---- special tokens ----
   std::vector<int64_t> eos_token_id;      // one id or several; empty = unset (no eos stop)
   std::optional<int64_t> pad_token_id;    // next token of finished rows; unset = eos_token_id[0]
+  // ---- stopping and output shape ----
+  std::vector<std::string> stop_strings;          // HF StopStringCriteria; needs GenerationInput::token_strings
+  std::optional<int64_t> num_return_sequences;    // unset = 1; > 1 only when sampling (HF's rule)
+  // ---- what the output holds besides the sequences (HF's output_* flags; see GenerationOutput) ----
+  std::optional<bool> output_scores;              // processed scores per step, [batch, vocab] each
+  std::optional<bool> output_logits;              // raw logits per step, [batch, vocab] each
+  std::optional<bool> return_dict_in_generate;    // accepted, no effect: GenerationOutput is always HF's dict form
+  // not HF fields: per-token log-probabilities as OpenAI's / llama.cpp's logprobs, without keeping [steps, vocab]
+  std::optional<bool> output_logprobs;            // the chosen token's logprob per generated token
+  std::optional<int64_t> top_logprobs;            // and the n most probable tokens of each step (implies logprobs)
+  std::optional<bool> logprobs_from_logits;       // true: of the raw logits; unset/false: of the processed scores
+  // ---- past max_position_embeddings (not an HF field) ----
+  std::optional<ContextLimit> context_limit;      // unset = warn (HF)
   // ---- reproducibility (not an HF field: torch.manual_seed's role) ----
   std::optional<uint64_t> seed;           // unset = a random seed
 
@@ -61,6 +82,15 @@ struct GenerationConfig {
     take(c.repetition_penalty, user.repetition_penalty);
     if (!user.eos_token_id.empty()) c.eos_token_id = user.eos_token_id;
     take(c.pad_token_id, user.pad_token_id);
+    if (!user.stop_strings.empty()) c.stop_strings = user.stop_strings;
+    take(c.num_return_sequences, user.num_return_sequences);
+    take(c.output_scores, user.output_scores);
+    take(c.output_logits, user.output_logits);
+    take(c.return_dict_in_generate, user.return_dict_in_generate);
+    take(c.output_logprobs, user.output_logprobs);
+    take(c.top_logprobs, user.top_logprobs);
+    take(c.logprobs_from_logits, user.logprobs_from_logits);
+    take(c.context_limit, user.context_limit);
     take(c.seed, user.seed);
     return c;
   }
@@ -98,6 +128,13 @@ struct ResolvedGenerationConfig {
   double repetition_penalty = 1.0;
   std::vector<int64_t> eos;           // empty: rows never finish early
   std::optional<int64_t> pad;         // pad_token_id, or eos[0]
+  std::vector<std::string> stop_strings;
+  int64_t num_return_sequences = 1;
+  bool output_scores = false, output_logits = false;
+  bool output_logprobs = false;       // also true when top_logprobs > 0
+  int64_t top_logprobs = 0;
+  bool logprobs_from_logits = false;
+  ContextLimit context_limit = ContextLimit::warn;
   std::optional<uint64_t> seed;
 };
 
@@ -161,6 +198,24 @@ inline ResolvedGenerationConfig resolve(const GenerationConfig& g, int64_t promp
   if (r.pad && (*r.pad < 0 || *r.pad >= vocab_size))
     bad_option("pad_token_id", std::to_string(*r.pad), "must be a token id in [0, " + std::to_string(vocab_size) + ")");
   if (!r.pad && !r.eos.empty()) r.pad = r.eos[0];  // HF's _prepare_special_tokens
+
+  r.stop_strings = g.stop_strings;
+  for (size_t i = 0; i < r.stop_strings.size(); ++i)
+    if (r.stop_strings[i].empty()) bad_option("stop_strings[" + std::to_string(i) + "]", "\"\"", "must not be empty");
+  r.num_return_sequences = g.num_return_sequences.value_or(1);
+  if (r.num_return_sequences < 1)
+    bad_option("num_return_sequences", std::to_string(r.num_return_sequences), "must be >= 1");
+  if (r.num_return_sequences > 1 && !r.do_sample)  // HF's GenerationConfig.validate, word for word
+    throw GenerationError("Greedy methods (do_sample != True) without beam search do not support `num_return_sequences` "
+                          "different than 1 (got " + std::to_string(r.num_return_sequences) + ").");
+  r.output_scores = g.output_scores.value_or(false);
+  r.output_logits = g.output_logits.value_or(false);
+  r.top_logprobs = g.top_logprobs.value_or(0);
+  if (r.top_logprobs < 0 || r.top_logprobs > vocab_size)
+    bad_option("top_logprobs", std::to_string(r.top_logprobs), "must be in [0, vocab size " + std::to_string(vocab_size) + "]");
+  r.output_logprobs = g.output_logprobs.value_or(false) || r.top_logprobs > 0;
+  r.logprobs_from_logits = g.logprobs_from_logits.value_or(false);
+  r.context_limit = g.context_limit.value_or(ContextLimit::warn);
   r.seed = g.seed;
   return r;
 }
@@ -199,6 +254,28 @@ inline GenerationConfig GenerationConfig::from_json(const nlohmann::json& j, con
   get_number("min_p", g.min_p);
   get_number("repetition_penalty", g.repetition_penalty);
   get_int("pad_token_id", g.pad_token_id);
+  get_int("num_return_sequences", g.num_return_sequences);
+  auto get_bool = [&](const char* key, std::optional<bool>& out) {
+    if (!present(key)) return;
+    if (!j.at(key).is_boolean()) fail(key, "expected true or false");
+    out = j.at(key).get<bool>();
+  };
+  get_bool("output_scores", g.output_scores);
+  get_bool("output_logits", g.output_logits);
+  get_bool("return_dict_in_generate", g.return_dict_in_generate);
+  if (present("stop_strings")) {  // HF: a string or a list of strings
+    const json& v = j.at("stop_strings");
+    if (v.is_string()) {
+      g.stop_strings.push_back(v.get<std::string>());
+    } else if (v.is_array()) {
+      for (const auto& x : v) {
+        if (!x.is_string()) fail("stop_strings", "expected a string or a list of strings");
+        g.stop_strings.push_back(x.get<std::string>());
+      }
+    } else {
+      fail("stop_strings", "expected a string or a list of strings");
+    }
+  }
   if (present("eos_token_id")) {
     const json& v = j.at("eos_token_id");
     if (v.is_number_integer()) {
@@ -219,7 +296,6 @@ inline GenerationConfig GenerationConfig::from_json(const nlohmann::json& j, con
   };
   static const Unsupported unsupported[] = {
       {"num_beams", [](const json& v) { return v.is_number() && v.get<double>() == 1; }},
-      {"num_return_sequences", [](const json& v) { return v.is_number() && v.get<double>() == 1; }},
       {"typical_p", [](const json& v) { return v.is_number() && v.get<double>() >= 1; }},
       {"epsilon_cutoff", [](const json& v) { return v.is_number() && !(v.get<double>() > 0 && v.get<double>() < 1); }},
       {"eta_cutoff", [](const json& v) { return v.is_number() && !(v.get<double>() > 0 && v.get<double>() < 1); }},
@@ -240,14 +316,13 @@ inline GenerationConfig GenerationConfig::from_json(const nlohmann::json& j, con
       {"forced_bos_token_id", nullptr},
       {"forced_eos_token_id", nullptr},
       {"exponential_decay_length_penalty", nullptr},
-      {"stop_strings", nullptr},
       {"max_time", nullptr},
       {"watermarking_config", nullptr},
   };
   for (const auto& u : unsupported)
     if (present(u.key) && !(u.is_noop && u.is_noop(j.at(u.key))))
       fail(u.key, "not supported by dots1's generate (only greedy and sampling with temperature, top-k, top-p, min-p, "
-                  "repetition penalty and min length)");
+                  "repetition penalty, min length and stop strings)");
   return g;
 }
 

@@ -16,7 +16,6 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <type_traits>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -56,15 +55,13 @@ class KvStore {
   void reserve(int64_t tokens) {
     if (tokens > capacity_) grow(tokens);
   }
-  /// Forgets all but the first `tokens` tokens seen; false (and nothing changed) when some of those were
-  /// already dropped (a sliding window's past).
-  bool crop(int64_t tokens) {
-    if (tokens >= cumulative_) return true;
-    const int64_t dropped = cumulative_ - stored_;
-    if (tokens < dropped) return false;
-    stored_ = tokens - dropped;
+  /// Whether the first `tokens` tokens' keys are all still held (none was dropped from the front).
+  bool can_crop(int64_t tokens) const { return tokens >= cumulative_ || cumulative_ == stored_; }
+  /// Forgets every token from position `tokens` on (when can_crop(tokens)).
+  void crop(int64_t tokens) {
+    if (tokens >= cumulative_) return;
+    stored_ -= cumulative_ - tokens;
     cumulative_ = tokens;
-    return true;
   }
 
   int64_t seq_length() const { return cumulative_; }
@@ -112,6 +109,11 @@ class SlidingKv : public KvStore<B> {
   KvView update(const typename B::Vector& keys, const typename B::Vector& values, int64_t count) { return this->append(keys, values, count); }
   void after_attention() { this->keep_last(window_ - 1); }
   int64_t window() const { return window_; }
+  /// Going back to `tokens` needs the keys a query at that position sees: the last W-1 before it.
+  bool can_crop(int64_t tokens) const {
+    const int64_t dropped = this->seq_length() - this->stored();
+    return tokens >= this->seq_length() || dropped == 0 || tokens - (window_ - 1) >= dropped;
+  }
 
  private:
   int64_t window_;
@@ -120,7 +122,8 @@ class SlidingKv : public KvStore<B> {
 /// A layer that keeps nothing between forwards.
 struct NoCache {
   void reserve(int64_t) {}
-  bool crop(int64_t) { return true; }
+  bool can_crop(int64_t) const { return true; }
+  void crop(int64_t) {}
   int64_t stored() const { return 0; }
   size_t bytes() const { return 0; }
 };
@@ -183,16 +186,17 @@ class KvCache {
   void reserve(int64_t tokens) {
     for (auto& l : layers_) std::visit([&](auto& s) { s.reserve(tokens); }, l);
   }
-  /// HF's DynamicCache.crop: forgets every token from position `tokens` on. Returns false, changing
-  /// nothing, when a layer can no longer go back there (a sliding window already dropped those keys): then
-  /// feed the kept tokens into a fresh cache instead.
+  /// HF's cache crop: `tokens` >= 0 keeps the first `tokens` (DynamicCache.crop(max_length)), < 0 removes the
+  /// last -`tokens` (crop(-n)). Returns false, changing nothing, when a layer can no longer go back there (a
+  /// sliding window already dropped keys the shorter cache needs; HF raises there): then feed the kept tokens
+  /// into a fresh cache instead.
   bool crop(int64_t tokens) {
-    if (tokens < 0) throw InputError("cache crop: " + std::to_string(tokens) + " tokens, expected >= 0");
-    if (tokens >= seq_length_) return true;
-    for (auto& l : layers_)
-      if (!std::visit([&](auto& s) { return can_crop(s, tokens); }, l)) return false;
-    for (auto& l : layers_) std::visit([&](auto& s) { s.crop(tokens); }, l);
-    seq_length_ = tokens;
+    const int64_t keep = tokens >= 0 ? tokens : std::max<int64_t>(seq_length_ + tokens, 0);
+    if (keep >= seq_length_) return true;
+    for (const auto& l : layers_)
+      if (!std::visit([&](const auto& s) { return s.can_crop(keep); }, l)) return false;
+    for (auto& l : layers_) std::visit([&](auto& s) { s.crop(keep); }, l);
+    seq_length_ = keep;
     return true;
   }
   /// HF's cache.get_seq_length(): tokens seen so far.
@@ -208,12 +212,6 @@ class KvCache {
   Workspace& workspace() { return workspace_; }
 
  private:
-  template <class S>
-  static bool can_crop(S& s, int64_t tokens) {
-    if constexpr (std::is_same_v<S, NoCache>) return true;
-    else return tokens >= s.seq_length() - s.stored();
-  }
-
   int64_t batch_ = 0;
   std::vector<State> layers_;
   int64_t seq_length_ = 0;

@@ -200,6 +200,15 @@ class Tokenizer {
     return std::nullopt;
   }
 
+  /// The bytes the decoder makes of token `id` alone, before decode() repairs invalid UTF-8 (empty for an
+  /// id that is no token). What HF's stop-string matching compares for a byte-level vocabulary.
+  std::string_view token_bytes(int32_t id) const {
+    if (id < 0 || static_cast<size_t>(id) >= impl_->decoded.size()) return {};
+    return impl_->decoded[static_cast<size_t>(id)];
+  }
+  /// Whether tokenizer.json's decoder is ByteLevel (the Qwen2 family's), i.e. tokens are byte strings.
+  bool byte_level_decoder() const noexcept { return impl_->byte_level_decoder; }
+
   /// One past the largest id (model vocab and added tokens): the size an embedding needs at least.
   /// For the Qwen2 vocabulary: 151669 (151643 BPE tokens + 26 added tokens).
   size_t vocab_size() const noexcept { return impl_->decoded.size(); }
