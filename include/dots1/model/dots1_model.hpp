@@ -29,6 +29,7 @@
 #include "dots1/error.hpp"
 #include "dots1/instrument/instrument.hpp"
 #include "dots1/io/checkpoint.hpp"
+#include "dots1/io/forward_preflight.hpp"
 #include "dots1/io/memory_plan.hpp"
 #include "dots1/kernels/portable.hpp"
 #include "dots1/model/backend_concept.hpp"
@@ -645,6 +646,7 @@ class Dots1ForCausalLM {
     if (!cache) cache = std::make_shared<Cache>(make_cache(std::max<int64_t>(in.batch, 1)));
     const int64_t Bn = in.batch, S = in.seq, H = config().hidden_size, V = config().vocab_size;
     check_head_inputs(in);
+    check_forward_memory(config(), in, cache->seq_length(), sizeof(T));  // dots1/io/forward_preflight.hpp
     auto& work = cache->workspace();
     auto& h_ = work.hidden;
     auto& selected_ = work.selected;
