@@ -10,6 +10,7 @@
 // seed, rank 0's, so that every rank draws the same tokens); only rank 0 prints.
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <optional>
 #include <random>
 #include <sstream>
@@ -56,19 +57,8 @@ void run_generate(const GenerateOptions& o) {
 }
 
 void generate_on_this_rank(const GenerateOptions& o, const std::shared_ptr<const dots1::Parallel>& par) {
-  // the model on the CPU, or with --device cuda on the GPU (weights as stored)
-  std::optional<dots1::CpuModel> cpu;
-  std::unique_ptr<dots1_cli::gpu::Model> gpu;
-  if (o.device == "cuda") gpu = dots1_cli::gpu::Model::from_pretrained(o.model);
-  else cpu.emplace(dots1_cli::load_cpu_model(o.model, par));
-  auto options = o.sampling.resolve_for(o.model, gpu ? gpu->config() : cpu->config());
-  const bool root = par->rank() == 0;
-  if (par->size() > 1 && options.do_sample.value_or(false) && !options.seed) {  // one seed for all ranks
-    uint64_t seed = std::random_device{}();
-    par->world().broadcast_host(&seed, sizeof seed, 0);
-    options.seed = seed;
-  }
-
+  // The prompt and the lengths first, checked against the model's context before anything is loaded.
+  const auto config = dots1::Dots1Config::load(std::filesystem::path(o.model) / "config.json");
   std::optional<dots1::Tokenizer> tokenizer;
   std::vector<int64_t> prompt;
   if (!o.prompt.empty()) {
@@ -76,7 +66,28 @@ void generate_on_this_rank(const GenerateOptions& o, const std::shared_ptr<const
     for (int32_t id : tokenizer->encode(o.prompt)) prompt.push_back(id);
     if (prompt.empty()) throw dots1::InputError("--prompt: the text encodes to no tokens");
   } else {
-    prompt = dots1_cli::parse_int_list(o.ids, "--ids");
+    prompt = dots1_cli::parse_int_list(o.ids, "--ids", {.min = 0, .max = config.vocab_size - 1});
+  }
+  const std::string prompt_what = (o.prompt.empty() ? "--ids (" : "--prompt (") + std::to_string(prompt.size()) + " tokens)";
+  dots1_cli::check_context_length(config, static_cast<int64_t>(prompt.size()), prompt_what);
+  auto options = o.sampling.resolve_for(o.model, config);
+  {
+    const auto r = dots1::resolve(options, static_cast<int64_t>(prompt.size()), config.max_position_embeddings, config.vocab_size);
+    dots1_cli::check_context_length(config, r.max_length,
+                                    prompt_what + " plus " + std::to_string(r.max_length - r.prompt_length) + " new tokens (at most " +
+                                        std::to_string(config.max_position_embeddings - r.prompt_length) + " fit; see --max-new-tokens)");
+  }
+
+  // the model on the CPU, or with --device cuda on the GPU (weights as stored)
+  std::optional<dots1::CpuModel> cpu;
+  std::unique_ptr<dots1_cli::gpu::Model> gpu;
+  if (o.device == "cuda") gpu = dots1_cli::gpu::Model::from_pretrained(o.model);
+  else cpu.emplace(dots1_cli::load_cpu_model(o.model, par));
+  const bool root = par->rank() == 0;
+  if (par->size() > 1 && options.do_sample.value_or(false) && !options.seed) {  // one seed for all ranks
+    uint64_t seed = std::random_device{}();
+    par->world().broadcast_host(&seed, sizeof seed, 0);
+    options.seed = seed;
   }
 
   std::optional<dots1::DecodeStream> text;
