@@ -197,7 +197,9 @@ inline Trace read_trace(const SafetensorsFile& f) {
   }
   r.layers.resize(static_cast<size_t>(n_layers));
   for (int64_t l = 0; l < n_layers; ++l) r.layers[static_cast<size_t>(l)].layer = l;
-  for (auto& [l, fields] : per_layer) {
+  for (auto& layer_fields : per_layer) {  // not a structured binding: clang 14 cannot capture one in a lambda
+    const int64_t l = layer_fields.first;
+    const auto& fields = layer_fields.second;
     LayerRecord& rec = r.layers[static_cast<size_t>(l)];
     auto field = [&](const char* key) -> const TensorView* {
       auto it = fields.find(key);

@@ -407,7 +407,12 @@ inline std::vector<std::byte> serialize_safetensors(const std::vector<TensorToWr
     header[t.name] = {{"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.bytes.size()}}};
     offset += t.bytes.size();
   }
-  std::string h = header.dump();
+  std::string h;
+  try {
+    h = header.dump();
+  } catch (const nlohmann::json::type_error&) {  // dump() refuses strings that are not UTF-8
+    throw SafetensorsError("cannot write a safetensors header: a tensor name or metadata value is not valid UTF-8 (the header is UTF-8 JSON)");
+  }
   while ((8 + h.size()) % 8 != 0) h.push_back(' ');  // keep the data section 8-byte aligned
   std::vector<std::byte> out(8 + h.size() + offset);
   uint64_t n = h.size();
