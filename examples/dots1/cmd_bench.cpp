@@ -22,7 +22,9 @@
 // the fraction of --hbm-gbs the decode's weight and KV reads achieve.
 // Prefills longer than --ubatch tokens run as several forwards through the cache (as inference engines do),
 // which bounds the activations' memory. The KV cache is preallocated for each run (KvCache::reserve).
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <random>
@@ -33,6 +35,8 @@
 #include <dots1/bench/probe.hpp>
 #include <dots1/bench/stats.hpp>
 #include <dots1/bench/traffic.hpp>
+#include <dots1/io/memory_plan.hpp>
+
 #include "cpu_model.hpp"
 
 #include "commands.hpp"
@@ -57,23 +61,7 @@ struct BenchOptions {
   double hbm_gbs = 4800.0;  // H200
 };
 
-std::vector<int64_t> parse_contexts(const std::string& s) {
-  std::vector<int64_t> out;
-  std::stringstream in(s);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    try {
-      size_t used = 0;
-      const long long v = std::stoll(item, &used);
-      if (used != item.size() || v < 0) throw std::invalid_argument(item);
-      out.push_back(v);
-    } catch (const std::exception&) {
-      throw dots1::InputError("--context: '" + item + "' is not a token count >= 0 (expected e.g. 0,512,2048)");
-    }
-  }
-  if (out.empty()) throw dots1::InputError("--context: no context lengths given");
-  return out;
-}
+std::vector<int64_t> parse_contexts(const std::string& s) { return dots1_cli::parse_int_list(s, "--context", {.min = 0}); }
 
 dots1::WeightFormat parse_format(const std::string& d) {
   if (d == "auto") return dots1::WeightFormat::as_stored;
@@ -192,6 +180,28 @@ struct BenchModelSpec {
 void bench_on_this_rank(const BenchOptions& o, dots1::WeightFormat format, const std::vector<int64_t>& contexts, int threads,
                         const std::shared_ptr<const dots1::Parallel>& par);
 
+/// The workload against the model, before anything is generated, loaded or measured: every prefill and
+/// decode run must fit the model's context, and on the CPU the largest KV cache and (for --config) the
+/// random weights must fit the memory (base/memory_check.hpp), so that a huge --prompt, --context or config
+/// fails at once with what it needs instead of running out of memory or time.
+void check_workload(const BenchOptions& o, const BenchModelSpec& spec, const std::vector<int64_t>& contexts, dots1::WeightFormat format, bool host) {
+  const auto& c = spec.config;
+  int64_t longest = o.prompt;
+  dots1_cli::check_context_length(c, o.prompt, "--prompt " + std::to_string(o.prompt));
+  for (int64_t C : contexts) {
+    if (o.gen <= 0) break;
+    if (C > c.max_position_embeddings - o.gen)  // C + gen without overflow
+      dots1_cli::check_context_length(c, C > INT64_MAX - o.gen ? INT64_MAX : C + o.gen,
+                                      "--context " + std::to_string(C) + " plus --gen " + std::to_string(o.gen));
+    longest = std::max(longest, C + o.gen);
+  }
+  if (!host) return;
+  const double kv = spec.traffic->kv_bytes_per_token() * static_cast<double>(longest);
+  dots1::check_allocation(kv >= 1.8e19 ? UINT64_MAX : static_cast<uint64_t>(kv), "bench: the KV cache for " + std::to_string(longest) + " tokens");
+  if (!spec.checkpoint)
+    dots1::check_memory(dots1::random_weights_memory(spec.description.tensors, format), "bench: random weights for " + spec.config_path);
+}
+
 /// --device cuda: the same workload on the GPU model (gpu_model.hpp, one nvcc-compiled translation unit):
 /// prompt and decode tokens/s, and the bytes a decoded token must read (weights used + KV rows, as for the
 /// CPU) per second against the GPU's memory bandwidth (--hbm-gbs; H200: 4800 GB/s). Every timed phase
@@ -202,6 +212,7 @@ void bench_gpu(const BenchOptions& o, dots1::WeightFormat format, const std::vec
   if (o.model.empty() && o.config.empty()) throw dots1::InputError("bench --device cuda: give --model DIR or --config FILE");
   dots1_cli::gpu::require();
   const BenchModelSpec spec = BenchModelSpec::from(o, format);
+  check_workload(o, spec, contexts, format, /*host=*/false);
   const auto& ck = spec.checkpoint;
   const auto& config = spec.config;
   const bench::TrafficModel& traffic = *spec.traffic;
@@ -357,6 +368,7 @@ void bench_on_this_rank(const BenchOptions& o, dots1::WeightFormat format, const
 
   // ---- model
   const BenchModelSpec spec = BenchModelSpec::from(o, format);
+  check_workload(o, spec, contexts, format, /*host=*/true);
   const auto& ck = spec.checkpoint;
   const auto& config = spec.config;
   const bench::TrafficModel& traffic = *spec.traffic;
@@ -559,30 +571,41 @@ void bench_on_this_rank(const BenchOptions& o, dots1::WeightFormat format, const
   }
 }
 
+/// A limit the fractions are divided by: a finite number > 0 (0 or a negative limit gives meaningless fractions).
+const CLI::Validator positive_finite(
+    [](std::string& text) {
+      char* end = nullptr;
+      const double v = std::strtod(text.c_str(), &end);
+      if (end == text.c_str() || *end != '\0' || !std::isfinite(v) || !(v > 0)) return "'" + text + "' is not a finite number > 0";
+      return std::string();
+    },
+    "POSITIVE");
+
 void add_bench_command(CLI::App& app) {
   auto o = std::make_shared<BenchOptions>();
   auto* cmd = app.add_subcommand("bench", "CPU speed: prompt and decode tokens/s, GB/s, GFLOP/s and peak memory against the machine's limits");
   auto* m = cmd->add_option("--model", o->model, "HF checkpoint folder");
   auto* c = cmd->add_option("--config", o->config, "a config.json: random weights generated in memory")->excludes(m);
-  cmd->add_option("--seed", o->seed, "seed of the random weights and tokens")->capture_default_str();
+  dots1_cli::add_integer_option(cmd, "--seed", o->seed, "seed of the random weights and tokens");
   cmd->add_option("--dtype", o->dtype, "weight matrices: auto (as stored; random weights are f32), f32 or bf16")->capture_default_str();
-  cmd->add_option("--prompt", o->prompt, "prompt tokens of the prefill run (0: none)")->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--gen", o->gen, "decoded tokens per run (0: none)")->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--ubatch", o->ubatch, "longest forward of a prefill: longer prompts and contexts go in chunks of this many tokens")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--threads", o->threads, "threads (default: OMP_NUM_THREADS, else all cores)")->check(CLI::PositiveNumber);
+  dots1_cli::add_integer_option(cmd, "--prompt", o->prompt, "prompt tokens of the prefill run (0: none)", {.min = 0});
+  dots1_cli::add_integer_option(cmd, "--gen", o->gen, "decoded tokens per run (0: none)", {.min = 0});
+  dots1_cli::add_integer_option(cmd, "--ubatch", o->ubatch, "longest forward of a prefill: longer prompts and contexts go in chunks of this many tokens",
+                                {.min = 1});
+  dots1_cli::add_integer_option(cmd, "--threads", o->threads, "threads (default: OMP_NUM_THREADS, else all cores)", {.min = 1, .max = 65536});
   cmd->add_option("--context", o->contexts, "comma-separated cached tokens before the decode runs, e.g. 0,512,2048")->capture_default_str();
-  cmd->add_option("--repeat", o->repeat, "runs of each measurement")->capture_default_str()->check(CLI::PositiveNumber);
+  dots1_cli::add_integer_option(cmd, "--repeat", o->repeat, "runs of each measurement", {.min = 1, .max = 1000000});
   cmd->add_flag("--probe", o->probe, "measure read bandwidth, FMA peak and SGEMM rate first and take the fractions against them");
-  cmd->add_option("--limit-gbs", o->limit_gbs, "read bandwidth limit without --probe (GB/s)")->capture_default_str();
-  cmd->add_option("--limit-gflops", o->limit_gflops, "compute limit without --probe (GFLOP/s)")->capture_default_str();
+  cmd->add_option("--limit-gbs", o->limit_gbs, "read bandwidth limit without --probe (GB/s)")->capture_default_str()->check(positive_finite);
+  cmd->add_option("--limit-gflops", o->limit_gflops, "compute limit without --probe (GFLOP/s)")->capture_default_str()->check(positive_finite);
   cmd->add_flag("--json", o->json, "print one JSON object instead of the text report");
   o->parallel.add_to(cmd);
   cmd->add_option("--device", o->device, "cpu, or cuda (the GPU model; needs a dots1 built with CUDA)")
       ->capture_default_str()
       ->check(CLI::IsMember({"cpu", "cuda"}));
-  cmd->add_option("--hbm-gbs", o->hbm_gbs, "GPU memory bandwidth for --device cuda's fractions (GB/s; H200 4800, H100 SXM 3350)")->capture_default_str();
+  cmd->add_option("--hbm-gbs", o->hbm_gbs, "GPU memory bandwidth for --device cuda's fractions (GB/s; H200 4800, H100 SXM 3350)")
+      ->capture_default_str()
+      ->check(positive_finite);
   (void)c;
   cmd->callback([o] { run_bench(*o); });
 }

@@ -4,7 +4,9 @@
 // hidden_states.{i} and attentions.{i} on request. Under mpirun with --parallel every rank loads its shard
 // and rank 0 writes the file.
 #include <cstdio>
-#include <fstream>
+#include <filesystem>
+
+#include <dots1/base/json_input.hpp>
 
 #include "cpu_model.hpp"
 
@@ -12,6 +14,7 @@
 #include "gpu_model.hpp"
 #include "load_model.hpp"
 #include "parallel_options.hpp"
+#include "tool_support.hpp"
 
 namespace {
 
@@ -53,15 +56,11 @@ void forward_on_gpu(const ForwardOptions& o, const dots1::ForwardInput& input) {
 }
 
 void run_forward(const ForwardOptions& o) {
-  std::ifstream in(o.input);
-  if (!in) throw dots1::IoError("cannot open input file " + o.input);
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw dots1::InputError(o.input + ": not valid JSON: " + e.what());
-  }
+  const nlohmann::json j = dots1::io::read_json_file(o.input, "forward input file", dots1::limits::kMaxForwardInputBytes,
+                                                     [&](const std::string& problem) { throw dots1::InputError(o.input + ": not valid JSON: " + problem); });
   dots1::ForwardInput input = dots1::forward_input_from_json(j);
+  dots1_cli::check_context_length(dots1::Dots1Config::load(std::filesystem::path(o.model) / "config.json"), input.seq,
+                                  "--input (rows of " + std::to_string(input.seq) + " tokens)");
   input.output_hidden_states = o.hidden_states;
   input.output_attentions = o.attentions;
   if (o.device == "cuda") return forward_on_gpu(o, input);

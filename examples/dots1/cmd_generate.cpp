@@ -20,6 +20,7 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <filesystem>
 #include <optional>
 #include <random>
 #include <sstream>
@@ -28,6 +29,8 @@
 
 #include "cpu_model.hpp"
 #include <dots1/generation.hpp>
+#include <dots1/base/input_file.hpp>
+#include <dots1/base/limits.hpp>
 #include <dots1/tokenizer.hpp>
 
 #include "commands.hpp"
@@ -61,11 +64,17 @@ struct PromptOptions {
   /// The prompt text, read whole (stdin or a file of any size: no argument-length limit).
   std::string read_text() const {
     if (text_opt->count()) return text;
-    if (file == "-") return std::string(std::istreambuf_iterator<char>(std::cin), {});
-    std::ifstream in(file, std::ios::binary);
-    if (!in) throw dots1::IoError("--prompt-file: cannot open " + file);
-    std::string s((std::istreambuf_iterator<char>(in)), {});
-    if (in.bad()) throw dots1::IoError("--prompt-file: error reading " + file);
+    if (file != "-") return dots1::io::read_input_file(file, "prompt file (--prompt-file)", dots1::limits::kMaxTextFileBytes);
+    // standard input: read in blocks, up to the same limit
+    std::string s;
+    char block[1 << 16];
+    while (std::cin.read(block, sizeof block) || std::cin.gcount() > 0) {
+      s.append(block, static_cast<size_t>(std::cin.gcount()));
+      if (s.size() > dots1::limits::kMaxTextFileBytes)
+        throw dots1::InputError("--prompt-file -: standard input holds more than " + std::to_string(dots1::limits::kMaxTextFileBytes) +
+                                " bytes, the limit of a prompt");
+    }
+    if (std::cin.bad()) throw dots1::IoError("--prompt-file -: error reading standard input");
     return s;
   }
 };
@@ -220,26 +229,31 @@ void run_generate(const GenerateOptions& o) {
 }
 
 /// The prompt's ids: the text encoded with the checkpoint's tokenizer, or --ids.
-std::vector<int64_t> prompt_ids(const GenerateOptions& o, const std::optional<dots1::Tokenizer>& tokenizer) {
+std::vector<int64_t> prompt_ids(const GenerateOptions& o, const std::optional<dots1::Tokenizer>& tokenizer, const dots1::Dots1Config& config) {
   std::vector<int64_t> prompt;
-  if (!o.prompt.is_text()) return dots1_cli::parse_int_list(o.prompt.ids, "--ids");
+  if (!o.prompt.is_text()) return dots1_cli::parse_int_list(o.prompt.ids, "--ids", {.min = 0, .max = config.vocab_size - 1});
   for (int32_t id : tokenizer->encode(o.prompt.read_text())) prompt.push_back(id);
   if (prompt.empty()) throw dots1::InputError(std::string(o.prompt.file_opt->count() ? "--prompt-file" : "--prompt") + ": the text encodes to no tokens");
   return prompt;
 }
 
 void generate_on_this_rank(const GenerateOptions& o, const std::shared_ptr<const dots1::Parallel>& par) {
-  // the prompt first: one the tokenizer refuses fails before the model loads
+  // the prompt first, and the lengths against the model's context (config.json only): a prompt the tokenizer
+  // refuses or that cannot fit fails before the model loads
+  const auto config = dots1::Dots1Config::load(std::filesystem::path(o.model) / "config.json");
   const bool has_tokenizer = std::filesystem::exists(std::filesystem::path(o.model) / "tokenizer.json");
   std::optional<dots1::Tokenizer> tokenizer;
   if (o.prompt.is_text() || (has_tokenizer && (o.output.json || !o.stopping.stop.empty()))) tokenizer = dots1::Tokenizer::from_folder(o.model);
-  const std::vector<int64_t> prompt = prompt_ids(o, tokenizer);
-  // and one that cannot fit before the model loads (config.json only)
-  const int64_t context = dots1::Checkpoint::open(o.model).config().max_position_embeddings;
-  if (o.stopping.context_limit == "stop" && static_cast<int64_t>(prompt.size()) >= context)
-    throw dots1::InputError("the prompt has " + std::to_string(prompt.size()) + " tokens and the model's context is " +
-                            std::to_string(context) + " (max_position_embeddings): shorten it, or pass --context-limit warn "
-                            "to go past the context as HF does");
+  const std::vector<int64_t> prompt = prompt_ids(o, tokenizer, config);
+  const bool past_context = o.stopping.context_limit != "stop";
+  const std::string prompt_what = std::string(!o.prompt.is_text() ? "--ids (" : o.prompt.file_opt->count() ? "--prompt-file (" : "--prompt (") +
+                                  std::to_string(prompt.size()) + " tokens)";
+  if (!past_context) dots1_cli::check_context_length(config, static_cast<int64_t>(prompt.size()) + 1, prompt_what + " and one new token");
+  auto options = o.sampling.resolve_for(o.model, config, past_context);
+  o.stopping.apply(options);
+  o.output.apply(options);
+  // (a prompt that fits but whose --max-new-tokens would pass the context stops there, finish reason
+  // "context"; --context-limit warn goes on past it, as HF does)
 
   // the model on the CPU, or with --device cuda on the GPU
   const auto format = weight_format(o.dtype);
@@ -247,9 +261,6 @@ void generate_on_this_rank(const GenerateOptions& o, const std::shared_ptr<const
   std::unique_ptr<dots1_cli::gpu::Model> gpu;
   if (o.device == "cuda") gpu = dots1_cli::gpu::Model::from_pretrained(o.model, format);
   else cpu.emplace(dots1_cli::load_cpu_model(o.model, par, format));
-  auto options = o.sampling.resolve_for(o.model, gpu ? gpu->config() : cpu->config());
-  o.stopping.apply(options);
-  o.output.apply(options);
   const bool root = par->rank() == 0;
   if (par->size() > 1 && options.do_sample.value_or(false) && !options.seed) {  // one seed for all ranks
     uint64_t seed = std::random_device{}();

@@ -9,6 +9,7 @@
 #include <dots1/parallel/plan.hpp>
 
 #include "commands.hpp"
+#include "integer_options.hpp"
 
 namespace {
 
@@ -151,7 +152,7 @@ void add_info_command(CLI::App& app) {
   auto* m = cmd->add_option("--model", *model, "HF checkpoint folder");
   cmd->add_option("--config", *config, "a config.json alone (no weights needed)")->excludes(m);
   auto* s = cmd->add_option("--parallel", *split, "also show what each rank holds under this split (ep=N, tp=N or ep=a,tp=b)");
-  cmd->add_option("--ranks", *ranks, "number of processes of that split")->check(CLI::PositiveNumber)->needs(s);
+  dots1_cli::add_integer_option(cmd, "--ranks", *ranks, "number of processes of that split", {.min = 1, .max = 1 << 20})->needs(s);
   s->needs(cmd->get_option("--ranks"));
   cmd->callback([model, config, split, ranks] {
     const std::string dir = config->empty() && model->empty() ? dots1_cli::default_model_dir() : *model;

@@ -5,8 +5,6 @@
 // attention maps. With --compare: how the routing of B differs from A's on the same tokens (e.g. two
 // checkpoints): the fraction of changed top-k choices per layer and per token, and the load difference.
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -14,6 +12,7 @@
 #include <dots1/base/atomic_file.hpp>
 
 #include "commands.hpp"
+#include "integer_options.hpp"
 
 namespace {
 
@@ -24,39 +23,27 @@ struct ReportCliOptions {
   int64_t row = 0, max_tokens = 256;
 };
 
-std::vector<std::string> split(const std::string& text, char sep) {
-  std::vector<std::string> out;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, sep)) out.push_back(item);
-  return out;
-}
-
-int64_t parse_int(const std::string& s, const std::string& option) {
-  size_t used = 0;
-  int64_t v = 0;
-  try {
-    v = std::stoll(s, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != s.size()) throw dots1::InputError(option + ": '" + s + "' is not an integer");
-  return v;
-}
-
 void run_report(const ReportCliOptions& o) {
   dots1::ReportOptions ro;
   ro.row = o.row;
   ro.max_tokens = o.max_tokens;
   ro.title = o.title;
-  if (!o.attention.empty())
-    for (const auto& item : split(o.attention, ',')) {
-      const auto parts = split(item, ':');
-      if (parts.size() != 2) throw dots1::InputError("--attention: '" + item + "' is not LAYER:HEAD");
-      ro.attention.emplace_back(parse_int(parts[0], "--attention"), parse_int(parts[1], "--attention"));
+  // --attention L:H,L:H,...: each pair through the tool's integer parser; the trace is checked against them.
+  if (!o.attention.empty()) {
+    size_t start = 0;
+    while (true) {
+      const size_t comma = o.attention.find(',', start);
+      const std::string item = o.attention.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      const size_t colon = item.find(':');
+      if (colon == std::string::npos || item.find(':', colon + 1) != std::string::npos)
+        throw dots1::InputError("--attention: '" + dots1::shown(item) + "' is not LAYER:HEAD");
+      ro.attention.emplace_back(dots1_cli::parse_integer<int64_t>(std::string_view(item).substr(0, colon), "--attention", {.min = 0}),
+                                dots1_cli::parse_integer<int64_t>(std::string_view(item).substr(colon + 1), "--attention", {.min = 0}));
+      if (comma == std::string::npos) break;
+      start = comma + 1;
     }
-  if (!o.layers.empty())
-    for (const auto& item : split(o.layers, ',')) ro.expert_layers.push_back(parse_int(item, "--layers"));
+  }
+  if (!o.layers.empty()) ro.expert_layers = dots1_cli::parse_integer_list<int64_t>(o.layers, "--layers", {.min = 0});
   std::string html;
   if (o.compare) {
     if (o.traces.size() != 2) throw dots1::InputError("dots1 report --compare: give two traces, A and B");
@@ -77,8 +64,8 @@ void add_report_command(CLI::App& app) {
   cmd->add_option("--out", o->out, "output HTML file")->default_val("report.html");
   cmd->add_option("--attention", o->attention, "attention maps to draw, LAYER:HEAD,... (default: first and last layer, heads 0-3)");
   cmd->add_option("--layers", o->layers, "MoE layers with a token x expert weight map (default: up to 4, evenly spread)");
-  cmd->add_option("--row", o->row, "batch row of the per-token plots")->default_val(0);
-  cmd->add_option("--max-tokens", o->max_tokens, "per-token plots show at most this many tokens")->default_val(256);
+  dots1_cli::add_integer_option(cmd, "--row", o->row, "batch row of the per-token plots", {.min = 0});
+  dots1_cli::add_integer_option(cmd, "--max-tokens", o->max_tokens, "per-token plots show at most this many tokens", {.min = 1, .max = 1 << 20});
   cmd->add_option("--title", o->title, "page title");
   cmd->callback([o] { run_report(*o); });
 }

@@ -16,6 +16,8 @@
 #include <nlohmann/json.hpp>
 
 #include <dots1/error.hpp>
+#include <dots1/base/json_input.hpp>
+#include <dots1/base/limits.hpp>
 #include <dots1/tokenizer.hpp>
 
 #include "commands.hpp"
@@ -46,22 +48,39 @@ void append_ids(std::string& out, const std::vector<int32_t>& ids) {
   out += ']';
 }
 
+/// std::getline with a bound: a line longer than `max_bytes` is an error, not an unbounded allocation.
+bool read_line(std::istream& in, std::string& line, size_t max_bytes, size_t lineno) {
+  line.clear();
+  std::istream::sentry ok(in, true);
+  if (!ok) return false;
+  std::streambuf* buf = in.rdbuf();
+  for (;;) {
+    const int c = buf->sbumpc();
+    if (c == std::char_traits<char>::eof()) {
+      in.setstate(std::ios::eofbit);
+      return !line.empty();
+    }
+    if (c == '\n') return true;
+    if (line.size() >= max_bytes)
+      throw dots1::TokenizerError("stdin line " + std::to_string(lineno) + " is longer than " + std::to_string(max_bytes) +
+                                  " bytes (dots1 tokenize reads one JSON value per line)");
+    line.push_back(static_cast<char>(c));
+  }
+}
+
 void run_tokenize(const TokenizeOptions& o) {
   const dots1::Tokenizer tok = load(o.tokenizer);
   const auto vocab = static_cast<int64_t>(tok.vocab_size());
   std::ios::sync_with_stdio(false);
   std::string line, out;
   size_t lineno = 0;
-  while (std::getline(std::cin, line)) {
+  while (read_line(std::cin, line, dots1::limits::kMaxInputLineBytes, lineno + 1)) {
     ++lineno;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     const std::string where = "stdin line " + std::to_string(lineno);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      throw dots1::TokenizerError(where + ": not JSON (" + e.what() + ")");
-    }
+    const nlohmann::json j = dots1::io::parse_json(line, [&](const std::string& problem) {
+      throw dots1::TokenizerError(where + ": not JSON (" + problem + ")");
+    });
     out.clear();
     if (!o.decode) {
       if (!j.is_string()) throw dots1::TokenizerError(where + ": expected a JSON string");
@@ -76,9 +95,10 @@ void run_tokenize(const TokenizeOptions& o) {
       ids.reserve(j.size());
       for (const auto& v : j) {
         // Stricter than HF's decode, which silently drops unknown ids: a script passing a bad id wants to know.
-        if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= vocab || !tok.id_to_token(static_cast<int32_t>(v.get<int64_t>())))
-          throw dots1::TokenizerError(where + ": " + v.dump() + " is not a token id of this tokenizer (0.." + std::to_string(vocab - 1) + ")");
-        ids.push_back(static_cast<int32_t>(v.get<int64_t>()));
+        const auto id = dots1::io::json_int64(v);  // not get<int64_t>(), which wraps values above 2^63
+        if (!id || *id < 0 || *id >= vocab || !tok.id_to_token(static_cast<int32_t>(*id)))
+          throw dots1::TokenizerError(where + ": " + dots1::io::shown_json(v) + " is not a token id of this tokenizer (0.." + std::to_string(vocab - 1) + ")");
+        ids.push_back(static_cast<int32_t>(*id));
       }
       out = nlohmann::json(tok.decode(ids, o.skip_special)).dump();
     }

@@ -15,6 +15,7 @@
 #include <dots1/instrument/intervention.hpp>
 #include <dots1/instrument/recorder.hpp>
 #include <dots1/instrument/trace_io.hpp>
+#include <dots1/base/memory_check.hpp>
 #include <dots1/tokenizer.hpp>
 
 #include "commands.hpp"
@@ -32,6 +33,8 @@ struct TraceOptions {
 
 
 void run_trace(const TraceOptions& o) {
+  // The prompt, the layers and their lengths first, checked against the model's config before it is loaded.
+  const auto config = dots1::Dots1Config::load(std::filesystem::path(o.model) / "config.json");
   std::optional<dots1::Tokenizer> tokenizer;
   if (std::filesystem::exists(std::filesystem::path(o.model) / "tokenizer.json")) tokenizer = dots1::Tokenizer::from_folder(o.model);
   std::vector<int64_t> ids;
@@ -40,15 +43,27 @@ void run_trace(const TraceOptions& o) {
     for (int32_t id : tokenizer->encode(o.prompt)) ids.push_back(id);
     if (ids.empty()) throw dots1::InputError("--prompt: the text encodes to no tokens");
   } else {
-    ids = dots1_cli::parse_int_list(o.ids, "--ids");
+    ids = dots1_cli::parse_int_list(o.ids, "--ids", {.min = 0, .max = config.vocab_size - 1});
   }
+  dots1_cli::check_context_length(config, static_cast<int64_t>(ids.size()),
+                                  (o.prompt.empty() ? "--ids (" : "--prompt (") + std::to_string(ids.size()) + " tokens)");
 
   dots1::Intervention edit = o.edits.build();
   dots1::RecorderOptions ro;
   ro.residual = !o.no_residual;
   ro.attention = !o.no_attention;
-  if (!o.layers.empty()) ro.layers = dots1_cli::parse_int_list(o.layers, "--layers");
+  // A layer the model lacks would silently record nothing.
+  if (!o.layers.empty()) ro.layers = dots1_cli::parse_int_list(o.layers, "--layers", {.min = 0, .max = config.num_hidden_layers - 1});
   dots1::Recorder recorder(ro);
+  // What the recording will hold (float32, batch 1): the residual stream (3 points) and the attention weights
+  // of each recorded layer, the routing of MoE layers, and the logits with --logits.
+  {
+    const int64_t S = static_cast<int64_t>(ids.size()), L = ro.layers.empty() ? config.num_hidden_layers : static_cast<int64_t>(ro.layers.size());
+    uint64_t bytes = dots1::checked_bytes({L, S, 3 * config.hidden_size * (ro.residual ? 1 : 0) + config.num_attention_heads * S * (ro.attention ? 1 : 0) +
+                                                     4 * config.n_routed_experts.value_or(0), 4});
+    if (o.logits) bytes = dots1::saturating_add(bytes, dots1::checked_bytes({S, config.vocab_size, 4}));
+    dots1::check_allocation(2 * bytes, "dots1 trace: recording " + std::to_string(S) + " tokens (held, then written)");
+  }
 
   auto model = dots1_cli::load_cpu_model(o.model);
   auto input = dots1::ForwardInput::from_ids({ids});
@@ -63,9 +78,11 @@ void run_trace(const TraceOptions& o) {
     info.tokens.push_back(tokenizer ? tokenizer->decode(std::span<const int32_t>(&id32, 1)) : "#" + std::to_string(id));
   }
   dots1::write_trace(o.out, recorder.last(), info, o.logits ? &out.logits : nullptr);
+  std::error_code no_size;  // --out /dev/null or a pipe has none
+  const auto size = std::filesystem::file_size(o.out, no_size);
   std::fprintf(stderr, "dots1 trace: %zu tokens, %zu layers (%zu with a router) recorded to %s (%.1f KiB)\n", ids.size(),
                recorder.last().layers.size(), recorder.last().moe_layers().size(), o.out.c_str(),
-               static_cast<double>(std::filesystem::file_size(o.out)) / 1024.0);
+               no_size ? 0.0 : static_cast<double>(size) / 1024.0);
 }
 
 void add_trace_command(CLI::App& app) {

@@ -2,6 +2,8 @@
 // --force-experts), turned into one dots1::Intervention (dots1/instrument/intervention.hpp).
 #pragma once
 
+#include <map>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -11,7 +13,7 @@
 #include <dots1/error.hpp>
 #include <dots1/instrument/intervention.hpp>
 
-#include "tool_support.hpp"
+#include "integer_options.hpp"
 
 namespace dots1_cli {
 
@@ -27,37 +29,62 @@ struct EditOptions {
 
   bool empty() const { return zero_heads.empty() && zero_experts.empty() && forbid_experts.empty() && force_experts.empty(); }
 
-  /// The edits as an Intervention (the model checks layers, heads and experts when it runs).
+  /// The edits as an Intervention (the model checks layers, heads and experts against itself when it runs).
+  /// Edits that contradict each other are refused here: forcing an expert that is also forbidden, two
+  /// --force-experts for one layer (one would silently win), zeroing an expert that is also forbidden (it can
+  /// never be chosen, so the zeroing would do nothing), and the same edit given twice.
   dots1::Intervention build() const {
     dots1::Intervention edit;
+    std::set<std::pair<int64_t, int64_t>> heads, zeroed, forbidden;
+    std::map<int64_t, std::vector<int64_t>> forced;
+    auto once = [](std::set<std::pair<int64_t, int64_t>>& seen, std::pair<int64_t, int64_t> key, const std::string& option) {
+      if (!seen.insert(key).second)
+        throw dots1::InputError(option + " " + std::to_string(key.first) + ":" + std::to_string(key.second) + " is given twice");
+    };
     for (const auto& s : zero_heads) {
       const auto [l, h] = parse_pair(s, "--zero-head", false);
+      once(heads, {l, h[0]}, "--zero-head");
       edit.zero_head(l, h[0]);
-    }
-    for (const auto& s : zero_experts) {
-      const auto [l, e] = parse_pair(s, "--zero-expert", false);
-      edit.zero_expert(l, e[0]);
     }
     for (const auto& s : forbid_experts) {
       const auto [l, e] = parse_pair(s, "--forbid-expert", false);
+      once(forbidden, {l, e[0]}, "--forbid-expert");
       edit.forbid_expert(l, e[0]);
+    }
+    for (const auto& s : zero_experts) {
+      const auto [l, e] = parse_pair(s, "--zero-expert", false);
+      once(zeroed, {l, e[0]}, "--zero-expert");
+      if (forbidden.count({l, e[0]}))
+        throw dots1::InputError("--zero-expert " + s + " contradicts --forbid-expert " + s +
+                                ": a forbidden expert is never chosen, so zeroing it changes nothing (give one of the two)");
+      edit.zero_expert(l, e[0]);
     }
     for (const auto& s : force_experts) {
       const auto [l, e] = parse_pair(s, "--force-experts", true);
+      if (forced.count(l))
+        throw dots1::InputError("--force-experts is given twice for layer " + std::to_string(l) + " ('" + dots1::shown(s) +
+                                "'); one list of experts per layer");
+      std::set<int64_t> distinct(e.begin(), e.end());
+      if (distinct.size() != e.size()) throw dots1::InputError("--force-experts: '" + dots1::shown(s) + "' names an expert twice");
+      for (int64_t x : e)
+        if (forbidden.count({l, x}))
+          throw dots1::InputError("--force-experts " + dots1::shown(s) + " contradicts --forbid-expert " + std::to_string(l) + ":" +
+                                  std::to_string(x) + ": an expert cannot be both forced and forbidden");
+      forced[l] = e;
       edit.force_experts(l, e);
     }
     return edit;
   }
 
-  /// "L:X" (or "L:X,Y,..." when `many`) -> (L, [X, ...]).
+  /// "L:X" (or "L:X,Y,..." when `many`) -> (L, [X, ...]), every number a non-negative integer.
   static std::pair<int64_t, std::vector<int64_t>> parse_pair(const std::string& text, const std::string& option, bool many) {
     const auto colon = text.find(':');
     const std::string expected = "LAYER:" + std::string(many ? "E1,E2,..." : "INDEX");
-    if (colon == std::string::npos) throw dots1::InputError(option + ": '" + text + "' is not " + expected);
-    const auto layer = parse_int_list(text.substr(0, colon), option);
-    auto rest = parse_int_list(text.substr(colon + 1), option);
-    if (layer.size() != 1 || (!many && rest.size() != 1)) throw dots1::InputError(option + ": '" + text + "' is not " + expected);
-    return {layer[0], std::move(rest)};
+    if (colon == std::string::npos) throw dots1::InputError(option + ": '" + dots1::shown(text) + "' is not " + expected);
+    const int64_t layer = parse_integer<int64_t>(std::string_view(text).substr(0, colon), option, {.min = 0});
+    auto rest = parse_integer_list<int64_t>(std::string_view(text).substr(colon + 1), option, {.min = 0});
+    if (!many && rest.size() != 1) throw dots1::InputError(option + ": '" + dots1::shown(text) + "' is not " + expected);
+    return {layer, std::move(rest)};
   }
 };
 

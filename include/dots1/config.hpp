@@ -17,6 +17,8 @@
 
 #include "dots1/error.hpp"
 #include "dots1/base/atomic_file.hpp"
+#include "dots1/base/json_input.hpp"
+#include "dots1/base/limits.hpp"
 
 namespace dots1 {
 
@@ -117,7 +119,27 @@ struct Dots1Config {
 
 namespace detail {
 
-inline std::string show(const json& v) { return v.dump(); }
+inline std::string show(const json& v) { return io::shown_json(v); }
+
+/// The model types this config reads (config.json "model_type"; a file without one is taken as Dots1). Other
+/// architectures have their own config types and loaders; add a type here only when Dots1Config describes it.
+inline const std::vector<std::string>& accepted_model_types() {
+  static const std::vector<std::string> types = {"dots1"};
+  return types;
+}
+
+/// Refuses a config.json written for another architecture: its fields would be read with Dots1's meaning.
+inline void check_model_type(const json& j) {
+  if (!j.contains("model_type") || j.at("model_type").is_null()) return;
+  const json& v = j.at("model_type");
+  if (v.is_string())
+    for (const auto& t : accepted_model_types())
+      if (v.get_ref<const std::string&>() == t) return;
+  std::string accepted;
+  for (const auto& t : accepted_model_types()) accepted += (accepted.empty() ? "\"" : ", \"") + t + "\"";
+  throw ConfigError("model_type", show(v), "this config is for another architecture; Dots1Config reads model_type " + accepted +
+                                               " (or a config without model_type)");
+}
 
 template <class T>
 std::string show_value(const T& v) {
@@ -174,7 +196,7 @@ inline std::vector<double> read_number_list(const json& j, const char* field, co
   if (!v.is_array()) throw ConfigError(name, show(v), "expected a list of numbers");
   std::vector<double> out;
   for (const auto& x : v) {
-    if (!x.is_number()) throw ConfigError(name, show(v), "expected a list of numbers");
+    if (!x.is_number() || !std::isfinite(x.get<double>())) throw ConfigError(name, show(v), "expected a list of numbers (finite)");
     out.push_back(x.get<double>());
   }
   return out;
@@ -191,13 +213,15 @@ inline void read_rope_dict(const json& d, const std::string& name, RopeParameter
   }
   auto num = [&](const char* k, std::optional<double>& out) {
     if (d.contains(k) && !d[k].is_null()) {
-      if (!d[k].is_number()) throw ConfigError(name + "." + k, show(d[k]), "expected a number");
+      if (!d[k].is_number() || !std::isfinite(d[k].get<double>()))
+        throw ConfigError(name + "." + k, show(d[k]), "expected a number (finite)");
       out = d[k].get<double>();
     }
   };
   if (d.contains("rope_theta") && !d["rope_theta"].is_null()) {
-    if (!d["rope_theta"].is_number()) throw ConfigError(name + ".rope_theta", show(d["rope_theta"]), "expected a number");
-    r.rope_theta = d["rope_theta"].get<double>();
+    std::optional<double> theta;
+    num("rope_theta", theta);
+    r.rope_theta = *theta;
   }
   num("factor", r.factor);
   num("attention_factor", r.attention_factor);
@@ -251,7 +275,8 @@ inline json rope_dict_to_json(const RopeParameters& r, bool with_theta) {
 
 inline Dots1Config Dots1Config::from_json(const json& j) {
   using namespace detail;
-  if (!j.is_object()) throw ConfigError("<root>", show(j).substr(0, 40), "config.json must hold a JSON object");
+  if (!j.is_object()) throw ConfigError("<root>", show(j), "config.json must hold a JSON object");
+  check_model_type(j);
   Dots1Config c;
   static const char* known[] = {
       "vocab_size", "hidden_size", "intermediate_size", "moe_intermediate_size", "num_hidden_layers",
@@ -426,7 +451,13 @@ inline void Dots1Config::validate() const {
                           ") when head_dim is not given");
   if (max_position_embeddings <= 0)
     throw ConfigError("max_position_embeddings", show_value(max_position_embeddings), "must be a positive integer");
-  if (!(rms_norm_eps > 0)) throw ConfigError("rms_norm_eps", show_value(rms_norm_eps), "must be > 0");
+  // Positions are int32 in every kernel and cache; no model has a context of 2^31 tokens.
+  if (max_position_embeddings > std::numeric_limits<int32_t>::max())
+    throw ConfigError("max_position_embeddings", show_value(max_position_embeddings), "is absurdly large (limit 2^31 - 1)");
+  // RMSNorm divides by sqrt(mean(x^2) + eps): models use 1e-5 or 1e-6. An eps of 0 or one below float's
+  // resolution divides by zero on a zero row; one near 1 or above swamps the activations.
+  if (!(rms_norm_eps >= 1e-12 && rms_norm_eps <= 0.1))
+    throw ConfigError("rms_norm_eps", show_value(rms_norm_eps), "must be > 0 and within [1e-12, 0.1] (models use 1e-5 or 1e-6)");
   if (attention_dropout < 0 || attention_dropout >= 1)
     throw ConfigError("attention_dropout", show_value(attention_dropout), "must be in [0, 1)");
   if (first_k_dense_replace < 0)
@@ -538,6 +569,13 @@ inline void Dots1Config::validate() const {
                       "unknown rope type (supported: default, linear, dynamic, yarn, longrope, llama3, proportional)");
   }
   if (r.factor && !(*r.factor > 0)) throw ConfigError(where + ".factor", show_value(*r.factor), "must be > 0");
+  for (const auto& [key, v] : {std::pair{"attention_factor", r.attention_factor}, std::pair{"low_freq_factor", r.low_freq_factor},
+                               std::pair{"high_freq_factor", r.high_freq_factor}, std::pair{"beta_fast", r.beta_fast},
+                               std::pair{"beta_slow", r.beta_slow}})
+    if (v && !(*v > 0)) throw ConfigError(where + "." + key, show_value(*v), "must be > 0");
+  for (const auto& [key, list] : {std::pair{"short_factor", &r.short_factor}, std::pair{"long_factor", &r.long_factor}})
+    for (double f : *list)  // HF divides the inverse frequencies by these
+      if (!(f > 0)) throw ConfigError(where + "." + key, show_value(f), "every entry must be > 0 (the frequencies are divided by it)");
   if (r.original_max_position_embeddings && *r.original_max_position_embeddings <= 0)
     throw ConfigError(where + ".original_max_position_embeddings", show_value(*r.original_max_position_embeddings),
                       "must be a positive integer");
@@ -563,14 +601,9 @@ inline void Dots1Config::validate() const {
 }
 
 inline Dots1Config Dots1Config::load(const std::filesystem::path& path, Dots1Config (*read)(const json&)) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError("cannot open config file " + path.string());
-  json j;
-  try {
-    j = json::parse(in);
-  } catch (const json::exception& e) {
-    throw ConfigError("<file " + path.string() + ">", "unparsable", std::string("not valid JSON: ") + e.what());
-  }
+  const json j = io::read_json_file(path, "config file", limits::kMaxSmallJsonBytes, [&](const std::string& problem) {
+    throw ConfigError("<file " + path.string() + ">", "unparsable", "not valid JSON: " + problem);
+  });
   try {
     return read(j);
   } catch (const ConfigError& e) {

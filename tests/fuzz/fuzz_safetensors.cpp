@@ -1,6 +1,8 @@
 // libFuzzer target: SafetensorsFile::parse_buffer on arbitrary bytes (the whole file: length, header, data).
 // Rejections must be SafetensorsError; an accepted file must describe tensors that lie inside the buffer,
-// whose byte counts match dtype x shape, that do not overlap, and whose every byte can be read.
+// whose byte counts match dtype x shape, and whose every byte can be read; and, as HF's safetensors demands,
+// sorted by offsets they tile the data section exactly (no hole, no overlap, an empty tensor included, no
+// trailing byte).
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -26,7 +28,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
       FUZZ_CHECK(numel * dots1::dtype_size(t.dtype) == t.nbytes, name);
       FUZZ_CHECK(t.data >= bytes.data() + 8 && t.data + t.nbytes <= bytes.data() + size, name);
-      if (t.nbytes > 0) ranges.emplace_back(t.data, t.data + t.nbytes);
+      ranges.emplace_back(t.data, t.data + t.nbytes);
       // Read every element through the public accessors (conversion code included).
       switch (t.dtype) {
         case dots1::DType::F32: case dots1::DType::F16: case dots1::DType::BF16: case dots1::DType::F64:
@@ -40,8 +42,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           for (size_t i = 0; i < t.nbytes; ++i) (void)static_cast<volatile uint8_t>(static_cast<uint8_t>(t.data[i]));
       }
     }
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; --i) n = (n << 8) | data[i];
     std::sort(ranges.begin(), ranges.end());
-    for (size_t i = 1; i < ranges.size(); ++i) FUZZ_CHECK(ranges[i].first >= ranges[i - 1].second, "overlapping tensors accepted");
+    const std::byte* covered = bytes.data() + 8 + n;  // the data section's first byte
+    for (const auto& [begin, end] : ranges) {
+      FUZZ_CHECK(begin == covered, "a hole or an overlap accepted");
+      covered = end;
+    }
+    FUZZ_CHECK(covered == bytes.data() + size, "bytes after the last tensor accepted");
   } catch (const dots1::SafetensorsError&) {
   }
   return 0;

@@ -129,3 +129,47 @@ write("config", "regression_partial_rotary_huge", json.dumps(
     dict(gqa, rope_parameters={"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0}, partial_rotary_factor=1e300)))
 write("config", "regression_parameter_count_overflow", json.dumps(
     dict(gqa, hidden_size=2**24, moe_intermediate_size=2**24, n_routed_experts=2**24)))  # count_parameters overflowed
+
+# ---- trace: `dots1 report` inputs: two option bytes (row, max_tokens, an attention map, an expert map), then a
+# trace (a dots1-trace safetensors file): one dense layer with attention, one MoE layer with routing
+def trace(past=0, extra_meta=None, seq=3):
+    ids = list(range(5, 5 + seq))
+    kv = past + seq
+    attn = []
+    for _ in range(2):
+        for q in range(seq):
+            row = [0.0] * kv
+            for k in range(past + q + 1):
+                row[k] = 1.0 / (past + q + 1)
+            attn += row
+    tensors = [("input_ids", "I64", [1, seq], struct.pack(f"<{seq}q", *ids)),
+               ("layers.0.resid_pre", "F32", [1, seq, 4], struct.pack(f"<{4 * seq}f", *([0.5] * 4 * seq))),
+               ("layers.0.attn_weights", "F32", [1, 2, seq, kv], struct.pack(f"<{len(attn)}f", *attn)),
+               ("layers.1.router_logits", "F32", [1, seq, 4], struct.pack(f"<{4 * seq}f", *[(i % 5) - 2.0 for i in range(4 * seq)])),
+               ("layers.1.router_scores", "F32", [1, seq, 4], struct.pack(f"<{4 * seq}f", *([0.5] * 4 * seq))),
+               ("layers.1.router_bias", "F32", [4], struct.pack("<4f", 0, 0.1, -0.1, 0)),
+               ("layers.1.topk_indices", "I64", [1, seq, 2], struct.pack(f"<{2 * seq}q", *[(i * 3) % 4 for i in range(2 * seq)])),
+               ("layers.1.topk_weights", "F32", [1, seq, 2], struct.pack(f"<{2 * seq}f", *([0.5] * 2 * seq)))]
+    meta = {"format": "dots1-trace", "version": "1", "tokens": json.dumps([f"t{i}" for i in range(seq)]), "model": "m", "config": "{}",
+            "router": json.dumps({"experts": 4, "top_k": 2, "n_group": 2, "topk_group": 1, "norm_topk_prob": True, "routed_scaling_factor": 2.5}),
+            "layers": "2", "past": str(past)}
+    meta.update(extra_meta or {})
+    return safetensors(tensors, meta)
+
+
+write("trace", "dense_and_moe", b"\x05\x00" + trace())
+write("trace", "cached_past", b"\x09\x03" + trace(past=2))
+write("trace", "expert_map", b"\x0d\x21" + trace(seq=5))
+
+# ---- json: generator choices (fuzz_json.cpp): first byte = the reader, then the generator's bytes
+for reader in range(7):
+    write("json", f"reader{reader}_object", bytes([reader, 0, 5, 3, 0, 4, 2, 0, 7, 1, 3, 0, 3, 1, 4, 4]))
+    write("json", f"reader{reader}_deep", bytes([reader, 2, 9, 1, 3, 0]))
+write("json", "long_arrays", bytes([2, 0, 1, 33, 7, 40]))
+
+# ---- cli_args: command lines, arguments separated by NUL bytes
+for name, argv in [("sampling", ["--max-new-tokens", "5", "--top-k", "40", "--seed", "7"]),
+                   ("edits", ["--zero-head", "0:1", "--forbid-expert", "1:3", "--force-experts", "2:1,4"]),
+                   ("lists", ["--ids", "1,2,3", "--layers", "0,3", "--context", "0,512"]),
+                   ("edges", ["--threads", "65536", "--row", "9223372036854775807", "--bench-seed", "18446744073709551615", "--ranks", "1"])]:
+    write("cli_args", name, b"\0".join(a.encode() for a in argv))

@@ -34,6 +34,7 @@ class ChatSession {
               std::optional<std::string> system = std::nullopt)
       : model_(model), tok_(tokenizer), format_(std::move(format)), options_(std::move(options)), system_(std::move(system)),
         rng_(options_.seed ? *options_.seed : std::random_device{}()) {
+    format_.require_tokens(tok_);  // the turn markers must be tokens (tokenizer/chat_format.hpp)
     for (int32_t id : format_.stop_token_ids(tok_)) stops_.push_back(id);
     if (stops_.empty()) throw TokenizerError("chat: the tokenizer has none of the chat format's stop tokens");
     reset();

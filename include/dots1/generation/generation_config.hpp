@@ -21,6 +21,8 @@
 
 #include "dots1/config.hpp"
 #include "dots1/error.hpp"
+#include "dots1/base/json_input.hpp"
+#include "dots1/base/limits.hpp"
 
 namespace dots1 {
 
@@ -226,13 +228,15 @@ inline GenerationConfig GenerationConfig::from_json(const nlohmann::json& j, con
   using nlohmann::json;
   if (!j.is_object()) throw GenerationError(where + ": expected a JSON object");
   auto fail = [&](const std::string& key, const std::string& rule) -> void {
-    throw GenerationError(where + ": '" + key + "' = " + j.at(key).dump() + ": " + rule);
+    throw GenerationError(where + ": '" + key + "' = " + io::shown_json(j.at(key)) + ": " + rule);
   };
   auto present = [&](const char* key) { return j.contains(key) && !j.at(key).is_null(); };
   auto get_int = [&](const char* key, std::optional<int64_t>& out) {
     if (!present(key)) return;
     if (!j.at(key).is_number_integer()) fail(key, "expected an integer");
-    out = j.at(key).get<int64_t>();
+    const auto v = io::json_int64(j.at(key));  // not get<int64_t>(), which wraps values above 2^63
+    if (!v) fail(key, "is absurdly large (does not fit a 64-bit integer)");
+    out = *v;
   };
   auto get_number = [&](const char* key, std::optional<double>& out) {
     if (!present(key)) return;
@@ -279,11 +283,14 @@ inline GenerationConfig GenerationConfig::from_json(const nlohmann::json& j, con
   if (present("eos_token_id")) {
     const json& v = j.at("eos_token_id");
     if (v.is_number_integer()) {
-      g.eos_token_id.push_back(v.get<int64_t>());
+      const auto id = io::json_int64(v);
+      if (!id) fail("eos_token_id", "is absurdly large (does not fit a 64-bit integer)");
+      g.eos_token_id.push_back(*id);
     } else if (v.is_array()) {
       for (const auto& x : v) {
-        if (!x.is_number_integer()) fail("eos_token_id", "expected an integer or a list of integers");
-        g.eos_token_id.push_back(x.get<int64_t>());
+        const auto id = io::json_int64(x);
+        if (!id) fail("eos_token_id", "expected an integer or a list of integers (each within 64 bits)");
+        g.eos_token_id.push_back(*id);
       }
     } else {
       fail("eos_token_id", "expected an integer or a list of integers");
@@ -327,14 +334,9 @@ inline GenerationConfig GenerationConfig::from_json(const nlohmann::json& j, con
 }
 
 inline GenerationConfig GenerationConfig::load(const std::filesystem::path& file) {
-  std::ifstream in(file);
-  if (!in) throw IoError("cannot open " + file.string());
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw GenerationError(file.string() + ": malformed JSON: " + e.what());
-  }
+  const nlohmann::json j = io::read_json_file(file, "generation config file", limits::kMaxSmallJsonBytes, [&](const std::string& problem) {
+    throw GenerationError(file.string() + ": malformed JSON: " + problem);
+  });
   return from_json(j, file.string());
 }
 

@@ -30,6 +30,7 @@
 
 #include "dots1/error.hpp"
 #include "dots1/instrument/trace_io.hpp"
+#include "dots1/base/memory_check.hpp"
 
 namespace dots1 {
 
@@ -352,6 +353,41 @@ inline void require_routing(const Trace& tr) {
     throw InputError(tr.path + ": the trace holds no routing (a model without MoE layers, or traced with routing off)");
 }
 
+/// The options against the trace, and the trace's own consistency where the plots index with it (a trace read
+/// by read_trace is checked there; a Recording built in memory is checked here): InputError, never an access
+/// outside a tensor. Also the memory preflight of the page, whose plots grow with tokens x experts x layers.
+inline void check_report_request(const Trace& tr, const ReportOptions& opt, const std::string& what) {
+  const Recording& r = tr.recording;
+  if (opt.row < 0 || opt.row >= std::max<int64_t>(r.batch, 1))
+    throw InputError(what + ": row " + std::to_string(opt.row) + " is outside the trace's batch of " + std::to_string(r.batch));
+  if (opt.max_tokens < 1) throw InputError(what + ": max_tokens = " + std::to_string(opt.max_tokens) + " must be at least 1");
+  const int64_t T = r.batch * r.seq;
+  int64_t E = -1, K = -1;
+  for (const auto& l : r.layers) {
+    if (!l.attn_weights.empty() &&
+        (l.attention.heads < 1 || l.attention.kv_len < r.seq ||
+         static_cast<int64_t>(l.attn_weights.size()) != r.batch * l.attention.heads * r.seq * l.attention.kv_len))
+      throw InputError(what + ": layer " + std::to_string(l.layer) + "'s attention weights do not have the trace's shape");
+    if (!l.moe) continue;
+    if (l.topk_indices.empty())
+      throw InputError(what + ": layer " + std::to_string(l.layer) + " has a router but no recorded routing (recorded with routing off?)");
+    if (E < 0) E = l.experts, K = l.top_k;
+    if (l.experts != E || l.top_k != K || K < 1 || K > E)
+      throw InputError(what + ": the MoE layers route different numbers of experts (" + std::to_string(l.experts) + " and " + std::to_string(E) + ")");
+    const auto n = static_cast<size_t>(T * K);
+    if (l.topk_indices.size() != n || l.topk_weights.size() != n || (!l.router_logits.empty() && l.router_logits.size() != static_cast<size_t>(T * E)) ||
+        (!l.router_bias.empty() && static_cast<int64_t>(l.router_bias.size()) != E))
+      throw InputError(what + ": layer " + std::to_string(l.layer) + "'s routing tensors do not have the trace's shape");
+    for (int32_t e : l.topk_indices)
+      if (e < 0 || e >= E) throw InputError(what + ": layer " + std::to_string(l.layer) + " chose expert " + std::to_string(e) + " of " + std::to_string(E));
+  }
+  // About 200 bytes of SVG per plotted cell.
+  const int64_t shown = std::min(r.seq, opt.max_tokens), moe = static_cast<int64_t>(r.moe_layers().size());
+  uint64_t cells = checked_bytes({moe, std::max<int64_t>(E, 0), 2 + 4 * shown});
+  cells = saturating_add(cells, checked_bytes({static_cast<int64_t>(opt.attention.size()) + 8, shown, r.past + shown}));
+  check_allocation(checked_bytes({static_cast<int64_t>(std::min<uint64_t>(cells, INT64_MAX)), 200}), what + ": the HTML page");
+}
+
 }  // namespace report_detail
 
 /// The report page for one trace.
@@ -360,8 +396,7 @@ inline std::string render_report(const Trace& tr, const ReportOptions& opt = {})
   const Recording& r = tr.recording;
   const auto moe = r.moe_layers();
   const std::string title = opt.title.empty() ? "dots1 routing report" : opt.title;
-  if (opt.row < 0 || opt.row >= std::max<int64_t>(r.batch, 1))
-    throw InputError("report: row " + std::to_string(opt.row) + " is outside the trace's batch of " + std::to_string(r.batch));
+  check_report_request(tr, opt, "report");
   const int64_t S = r.seq, shown = std::min(S, opt.max_tokens), row0 = opt.row * S;
   std::ostringstream o;
   o << "<h1>" << escape(title) << "</h1>\n<p class=\"note\">Trace <code>" << escape(tr.path) << "</code>";
@@ -562,6 +597,8 @@ inline std::string render_comparison(const Trace& a, const Trace& b, const Repor
   using namespace report_detail;
   require_routing(a);
   require_routing(b);
+  check_report_request(a, opt, "report --compare (A)");
+  check_report_request(b, opt, "report --compare (B)");
   const Recording &ra = a.recording, &rb = b.recording;
   if (ra.batch != rb.batch || ra.seq != rb.seq || ra.input_ids != rb.input_ids)
     throw InputError("report --compare: the traces were made on different tokens (" + a.path + ": " + std::to_string(ra.batch) + " x " +

@@ -19,6 +19,8 @@
 
 #include "dots1/config.hpp"
 #include "dots1/error.hpp"
+#include "dots1/base/json_input.hpp"
+#include "dots1/base/limits.hpp"
 #include "dots1/io/safetensors.hpp"
 #include "dots1/base/tensor_spec.hpp"
 
@@ -70,26 +72,20 @@ class Checkpoint final : public WeightSource {
     const fs::path index_path = dir / "model.safetensors.index.json";
     const fs::path single = dir / "model.safetensors";
     if (fs::exists(index_path)) {
-      nlohmann::json index;
-      {
-        std::ifstream in(index_path);
-        try {
-          index = nlohmann::json::parse(in);
-        } catch (const nlohmann::json::exception& e) {
-          throw CheckpointError(index_path.string() + ": malformed JSON: " + e.what());
-        }
-      }
+      const nlohmann::json index = io::read_json_file(index_path, "checkpoint index file", limits::kMaxSmallJsonBytes, [&](const std::string& problem) {
+        throw CheckpointError(index_path.string() + ": malformed JSON: " + problem);
+      });
       if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
         throw CheckpointError(index_path.string() + ": expected an object with a 'weight_map' object");
       std::map<std::string, size_t> file_slot;
       for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it) {
-        if (!it.value().is_string()) throw CheckpointError(index_path.string() + ": weight_map entry for '" + it.key() + "' is not a file name");
+        if (!it.value().is_string()) throw CheckpointError(index_path.string() + ": weight_map entry for '" + shown(it.key()) + "' is not a file name");
         const std::string file = it.value().get<std::string>();
-        if (file.find('/') != std::string::npos || file == ".." || file.empty())
-          throw CheckpointError(index_path.string() + ": weight_map names '" + file + "', which is not a plain file name in the folder");
+        if (file.find('/') != std::string::npos || file.find('\0') != std::string::npos || file == ".." || file == "." || file.empty())
+          throw CheckpointError(index_path.string() + ": weight_map names '" + shown(file) + "', which is not a plain file name in the folder");
         if (!file_slot.count(file)) {
           if (!fs::exists(dir / file))
-            throw CheckpointError(index_path.string() + " names shard '" + file + "' (for tensor '" + it.key() + "'), which does not exist in " + dir.string());
+            throw CheckpointError(index_path.string() + " names shard '" + shown(file) + "' (for tensor '" + shown(it.key()) + "'), which does not exist in " + dir.string());
           file_slot[file] = c.files_.size();
           c.files_.push_back(SafetensorsFile::open(dir / file));
         }
@@ -97,7 +93,7 @@ class Checkpoint final : public WeightSource {
       }
       for (const auto& [name, slot] : c.where_)
         if (!c.files_[slot].contains(name))
-          throw CheckpointError(index_path.string() + " maps tensor '" + name + "' to " + c.files_[slot].path() + ", which does not hold it");
+          throw CheckpointError(index_path.string() + " maps tensor '" + shown(name) + "' to " + c.files_[slot].path() + ", which does not hold it");
     } else if (fs::exists(single)) {
       c.files_.push_back(SafetensorsFile::open(single));
       for (const auto& [name, t] : c.files_[0].tensors()) c.where_[name] = 0;

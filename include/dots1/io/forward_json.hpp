@@ -11,6 +11,7 @@
 
 #include "dots1/error.hpp"
 #include "dots1/base/forward_io.hpp"
+#include "dots1/base/json_input.hpp"
 
 namespace dots1 {
 
@@ -29,8 +30,12 @@ inline std::vector<int64_t> read_int_matrix(const nlohmann::json& j, const std::
       throw InputError("forward input: '" + field + "' rows have different lengths (" + std::to_string(cols) + " and " +
                        std::to_string(row.size()) + ")");
     for (const auto& v : row) {
-      if (!v.is_number_integer()) throw InputError("forward input: '" + field + "' holds " + v.dump() + ", expected integers");
-      flat.push_back(v.get<int64_t>());
+      // json_int64, not get<int64_t>(): 2^64 - 100 would wrap to -100, the label HF ignores.
+      const auto x = io::json_int64(v);
+      if (!x)
+        throw InputError("forward input: '" + field + "' holds " + io::shown_json(v) +
+                         (v.is_number_integer() ? ", which does not fit a 64-bit integer" : ", expected integers"));
+      flat.push_back(*x);
     }
   }
   if (cols == 0) throw InputError("forward input: '" + field + "' has empty rows");
@@ -45,7 +50,7 @@ inline ForwardInput forward_input_from_json(const nlohmann::json& j) {
     static const char* known[] = {"input_ids", "attention_mask", "position_ids", "labels", "logits_to_keep"};
     bool ok = false;
     for (const char* k : known) ok = ok || it.key() == k;
-    if (!ok) throw InputError("forward input: unknown field '" + it.key() + "' (known: input_ids, attention_mask, position_ids, labels, logits_to_keep)");
+    if (!ok) throw InputError("forward input: unknown field '" + shown(it.key()) + "' (known: input_ids, attention_mask, position_ids, labels, logits_to_keep)");
   }
   if (!j.contains("input_ids")) throw InputError("forward input: missing 'input_ids'");
   ForwardInput in;
@@ -67,12 +72,15 @@ inline ForwardInput forward_input_from_json(const nlohmann::json& j) {
   if (j.contains("logits_to_keep") && !j["logits_to_keep"].is_null()) {
     const auto& k = j["logits_to_keep"];
     if (k.is_number_integer()) {
-      in.logits_to_keep = LogitsToKeep(k.get<int64_t>());
+      const auto n = io::json_int64(k);
+      if (!n) throw InputError("forward input: 'logits_to_keep' = " + io::shown_json(k) + " does not fit a 64-bit integer");
+      in.logits_to_keep = LogitsToKeep(*n);
     } else if (k.is_array()) {
       std::vector<int64_t> positions;
       for (const auto& p : k) {
-        if (!p.is_number_integer()) throw InputError("forward input: 'logits_to_keep' list holds " + p.dump() + ", expected integers");
-        positions.push_back(p.get<int64_t>());
+        const auto x = io::json_int64(p);
+        if (!x) throw InputError("forward input: 'logits_to_keep' list holds " + io::shown_json(p) + ", expected integers within 64 bits");
+        positions.push_back(*x);
       }
       in.logits_to_keep = LogitsToKeep(std::move(positions));
     } else {

@@ -2,9 +2,18 @@
 //
 // Format: 8-byte little-endian header length N, N bytes of JSON
 // {"name": {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}, "__metadata__": {...}},
-// then the data; offsets are relative to the first byte after the header. Every malformed case
-// (header length beyond the file, bad JSON, duplicate or non-UTF-8 names, unknown dtype, shape/byte-count
-// mismatch, offsets out of range or overlapping) raises SafetensorsError naming the file and tensor.
+// then the data; offsets are relative to the first byte after the header. The reader is as strict as HF's
+// safetensors crate (safetensors/src/tensor.rs, read_metadata + Metadata::validate), and stricter where HF
+// would silently pick one of two readings: SafetensorsError naming the file and tensor for
+//   * a header length beyond the file or above HF's MAX_HEADER_SIZE (100 MB), a header that is not UTF-8 JSON
+//     (nested at most 128 deep, base/json_input.hpp) or holds a NUL byte (HF pads with spaces, which are
+//     allowed; nlohmann would stop reading at a NUL and ignore what follows);
+//   * a key given twice anywhere in the header (two tensors of one name, or "dtype" twice in one entry),
+//     an entry with keys other than dtype, shape and data_offsets, an unknown dtype, a shape whose element
+//     or byte count overflows, a byte span that does not match dtype x shape;
+//   * data offsets that do not tile the data section exactly: sorted by (begin, end), each tensor must begin
+//     where the previous one ended and the last must end at the end of the file, so there are no holes, no
+//     overlaps (an empty tensor placed inside another counts as one) and no trailing bytes.
 #pragma once
 
 #include <algorithm>
@@ -31,6 +40,9 @@
 #include "dots1/error.hpp"
 #include "dots1/base/atomic_file.hpp"
 #include "dots1/base/tensor.hpp"
+#include "dots1/base/input_file.hpp"
+#include "dots1/base/json_input.hpp"
+#include "dots1/base/limits.hpp"
 
 namespace dots1 {
 
@@ -53,21 +65,14 @@ class SafetensorsFile {
   static SafetensorsFile open(const std::filesystem::path& path) {
     SafetensorsFile f;
     f.path_ = path.string();
-    const int fd = ::open(f.path_.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw IoError("cannot open safetensors file " + f.path_ + ": " + std::strerror(errno));
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) {
-      ::close(fd);
-      throw IoError("cannot stat " + f.path_);
-    }
-    const auto size = static_cast<size_t>(st.st_size);
+    const auto file = io::InputFile::open(path, "safetensors file");  // regular files only (base/input_file.hpp)
+    const auto size = static_cast<size_t>(file.size());
     auto mapping = std::make_shared<detail::Mapping>();
     if (size > 0) {
-      mapping->addr = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+      mapping->addr = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, file.fd(), 0);
+      if (mapping->addr == MAP_FAILED) throw IoError("cannot map " + shown(f.path_) + ": " + std::strerror(errno));
       mapping->size = size;
     }
-    ::close(fd);
-    if (size > 0 && mapping->addr == MAP_FAILED) throw IoError("cannot map " + f.path_ + ": " + std::strerror(errno));
     f.mapping_ = mapping;
     f.parse(static_cast<const std::byte*>(mapping->addr), size);
     return f;
@@ -96,7 +101,7 @@ class SafetensorsFile {
   }
 
  private:
-  void fail(const std::string& what) const { throw SafetensorsError(path_ + ": " + what); }
+  [[noreturn]] void fail(const std::string& what) const { throw SafetensorsError(shown(path_) + ": " + what); }
 
   void parse(const std::byte* base, size_t size) {
     if (size < 8) fail("file too short (" + std::to_string(size) + " bytes) for the 8-byte header length");
@@ -104,41 +109,62 @@ class SafetensorsFile {
     for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<uint8_t>(base[i]);
     if (n > size - 8)
       fail("header length " + std::to_string(n) + " exceeds the file (" + std::to_string(size - 8) + " bytes after the length)");
-    const char* hbegin = reinterpret_cast<const char*>(base + 8);
-    std::set<std::string> seen;
+    if (n > limits::kMaxSafetensorsHeaderBytes)
+      fail("header length " + std::to_string(n) + " exceeds the limit of " + std::to_string(limits::kMaxSafetensorsHeaderBytes) +
+           " bytes (HF safetensors' MAX_HEADER_SIZE)");
+    const std::string_view htext(reinterpret_cast<const char*>(base + 8), static_cast<size_t>(n));
+    if (const std::string problem = io::json_prescan_problem(htext); !problem.empty())
+      fail("malformed JSON header: " + problem + (problem.find("NUL") != std::string::npos ? "; HF safetensors pads headers with spaces only" : ""));
+    check_allocation(checked_bytes({static_cast<int64_t>(n), 16}), shown(path_) + ": parsing its " + std::to_string(n) + "-byte header");
+    // Every object's keys, to refuse a key given twice (nlohmann keeps the last silently; serde errs).
+    std::vector<std::set<std::string>> keys;
+    std::string entry;  // the tensor whose entry is being read (the last key at depth 1)
     std::string duplicate;
     nlohmann::json::parser_callback_t cb = [&](int depth, nlohmann::json::parse_event_t ev, nlohmann::json& parsed) {
-      if (depth == 1 && ev == nlohmann::json::parse_event_t::key) {
+      using E = nlohmann::json::parse_event_t;
+      if (ev == E::object_start) keys.emplace_back();
+      else if (ev == E::object_end && !keys.empty()) keys.pop_back();
+      else if (ev == E::key && !keys.empty()) {
         const auto& k = parsed.get_ref<const std::string&>();
-        if (!seen.insert(k).second && duplicate.empty()) duplicate = k;
+        if (depth == 1) entry = k;
+        if (!keys.back().insert(k).second && duplicate.empty())
+          duplicate = depth == 1 ? "duplicate tensor name '" + shown(k) + "' in the header"
+                                 : "key '" + shown(k) + "' appears twice in the entry of '" + shown(entry) + "'";
       }
       return true;
     };
     nlohmann::json header;
     try {
-      header = nlohmann::json::parse(hbegin, hbegin + n, cb);
+      header = nlohmann::json::parse(htext.begin(), htext.end(), cb);
     } catch (const nlohmann::json::exception& e) {
-      fail(std::string("malformed JSON header: ") + e.what());
+      fail("malformed JSON header: " + io::json_error_text(e));
     }
-    if (!duplicate.empty()) fail("duplicate tensor name '" + duplicate + "' in the header");
+    if (!duplicate.empty()) fail(duplicate);
     if (!header.is_object()) fail("header is not a JSON object");
     const std::byte* data = base + 8 + n;
     const uint64_t data_size = size - 8 - n;
-    std::vector<std::pair<uint64_t, uint64_t>> ranges;
-    std::vector<std::string> range_names;
+    struct Range {
+      uint64_t begin, end;
+      const std::string* name;
+    };
+    std::vector<Range> ranges;
     for (auto it = header.begin(); it != header.end(); ++it) {
       const std::string& name = it.key();
       const auto& v = it.value();
       if (name == "__metadata__") {
+        if (v.is_null()) continue;  // HF: Option<HashMap<String, String>>
         if (!v.is_object()) fail("__metadata__ must be an object of strings");
         for (auto m = v.begin(); m != v.end(); ++m) {
-          if (!m.value().is_string()) fail("__metadata__ value for '" + m.key() + "' must be a string");
+          if (!m.value().is_string()) fail("__metadata__ value for '" + shown(m.key()) + "' must be a string");
           metadata_[m.key()] = m.value().get<std::string>();
         }
         continue;
       }
-      const std::string where = "tensor '" + name + "': ";
+      const std::string where = "tensor '" + shown(name) + "': ";
       if (!v.is_object()) fail(where + "entry must be an object");
+      for (auto k = v.begin(); k != v.end(); ++k)
+        if (k.key() != "dtype" && k.key() != "shape" && k.key() != "data_offsets")
+          fail(where + "unknown key '" + shown(k.key()) + "' in its entry (expected dtype, shape, data_offsets)");
       if (!v.contains("dtype") || !v["dtype"].is_string()) fail(where + "missing or non-string 'dtype'");
       if (!v.contains("shape") || !v["shape"].is_array()) fail(where + "missing or non-array 'shape'");
       if (!v.contains("data_offsets") || !v["data_offsets"].is_array() || v["data_offsets"].size() != 2)
@@ -147,8 +173,8 @@ class SafetensorsFile {
       t.name = name;
       t.file = path_;
       t.keepalive = mapping_;
-      const auto dtype_str = v["dtype"].get<std::string>();
-      if (!parse_dtype(dtype_str, t.dtype)) fail(where + "unknown dtype '" + dtype_str + "'");
+      const auto& dtype_str = v["dtype"].get_ref<const std::string&>();
+      if (!parse_dtype(dtype_str, t.dtype)) fail(where + "unknown dtype '" + shown(dtype_str) + "'");
       // At most 2^60 elements, so that numel * dtype_size (<= 8) cannot wrap in 64 bits and every dimension
       // fits the int64 shape (also for an empty tensor, whose element count stays 0).
       constexpr uint64_t kMaxElements = uint64_t(1) << 60;
@@ -174,19 +200,28 @@ class SafetensorsFile {
              std::to_string(e - b));
       t.data = data + b;
       t.nbytes = static_cast<size_t>(e - b);
-      ranges.emplace_back(b, e);
-      range_names.push_back(name);
-      tensors_.emplace(name, std::move(t));
+      const auto placed = tensors_.emplace(name, std::move(t)).first;
+      ranges.push_back({b, e, &placed->first});
     }
-    std::vector<size_t> order(ranges.size());
-    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return ranges[a] < ranges[b]; });
-    for (size_t i = 1; i < order.size(); ++i) {
-      const auto& prev = ranges[order[i - 1]];
-      const auto& cur = ranges[order[i]];
-      if (cur.first < prev.second && cur.first != cur.second && prev.first != prev.second)
-        fail("tensors '" + range_names[order[i - 1]] + "' and '" + range_names[order[i]] + "' overlap in the data section");
+    // HF's Metadata::validate: in (begin, end) order every tensor starts where the previous one ended, and the
+    // last ends at the end of the file.
+    std::stable_sort(ranges.begin(), ranges.end(), [](const Range& a, const Range& b) { return std::pair(a.begin, a.end) < std::pair(b.begin, b.end); });
+    uint64_t covered = 0;
+    const std::string* previous = nullptr;
+    for (const auto& r : ranges) {
+      if (r.begin < covered)
+        fail("tensors '" + shown(*previous) + "' and '" + shown(*r.name) + "' overlap in the data section (bytes [" + std::to_string(r.begin) +
+             ", " + std::to_string(std::min(covered, r.end == r.begin ? covered : r.end)) + ")" +
+             (r.begin == r.end ? "; an empty tensor must not lie inside another" : "") + ")");
+      if (r.begin > covered)
+        fail("bytes [" + std::to_string(covered) + ", " + std::to_string(r.begin) + ") of the data section belong to no tensor (a hole before '" +
+             shown(*r.name) + "'; HF safetensors refuses such files)");
+      covered = r.end;
+      previous = r.name;
     }
+    if (covered != data_size)
+      fail("the data section has " + std::to_string(data_size - covered) + " bytes after the last tensor (tensors cover " + std::to_string(covered) +
+           " of its " + std::to_string(data_size) + " bytes; HF safetensors refuses trailing bytes)");
   }
 
   std::string path_;
@@ -234,7 +269,12 @@ inline std::vector<std::byte> serialize_safetensors(const std::vector<TensorToWr
     header[t.name] = {{"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.bytes.size()}}};
     offset += t.bytes.size();
   }
-  std::string h = header.dump();
+  std::string h;
+  try {
+    h = header.dump();
+  } catch (const nlohmann::json::type_error&) {  // dump() refuses strings that are not UTF-8
+    throw SafetensorsError("cannot write a safetensors header: a tensor name or metadata value is not valid UTF-8 (the header is UTF-8 JSON)");
+  }
   while ((8 + h.size()) % 8 != 0) h.push_back(' ');  // keep the data section 8-byte aligned
   std::vector<std::byte> out(8 + h.size() + offset);
   uint64_t n = h.size();

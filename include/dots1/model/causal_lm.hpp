@@ -24,11 +24,13 @@
 #include "dots1/backend/backend_concept.hpp"
 #include "dots1/base/forward_io.hpp"
 #include "dots1/backend/meta/meta_backend.hpp"
+#include "dots1/base/memory_check.hpp"
 #include "dots1/base/tensor_spec.hpp"
 #include "dots1/config.hpp"
 #include "dots1/error.hpp"
 #include "dots1/instrument/instrument.hpp"
 #include "dots1/io/checkpoint.hpp"
+#include "dots1/io/forward_preflight.hpp"
 #include "dots1/io/memory_plan.hpp"
 #include "dots1/model/forward_context.hpp"
 #include "dots1/model/layers.hpp"
@@ -378,6 +380,11 @@ CausalLM<B, Family, Stack>::CausalLM(const Dots1Config& c, WeightLoader&& w)
 
 template <Backend B, ModelFamily Family, class Stack>
 ModelDescription CausalLM<B, Family, Stack>::describe_model(const Dots1Config& c, std::shared_ptr<const Parallel> parallel, const WeightSource* dtypes_from) {
+  // One TensorSpec per tensor (routed experts are most of them): a config with absurdly many fails here
+  // with ResourceError rather than exhausting memory describing itself.
+  const double tensors = static_cast<double>(c.num_hidden_layers) * (3.0 * static_cast<double>(c.n_routed_experts.value_or(0)) + 32.0) + 8.0;
+  check_allocation(tensors * 2.0 * sizeof(TensorSpec) >= 1.8e19 ? UINT64_MAX : static_cast<uint64_t>(tensors * 2.0 * sizeof(TensorSpec)),
+                   "describing a model of " + std::to_string(c.num_hidden_layers) + " layers (its tensors' declarations)");
   using Meta = CausalLM<MetaBackend, Family, RebindStack<Stack, MetaBackend>>;
   const Meta meta(c, WeightLoader::describing(checked(c, std::move(parallel)), dtypes_from));
   ModelDescription d;
@@ -396,6 +403,7 @@ typename CausalLM<B, Family, Stack>::Output CausalLM<B, Family, Stack>::run(cons
   if (!cache) cache = std::make_shared<Cache>(make_cache(std::max<int64_t>(in.batch, 1)));
   const int64_t Bn = in.batch, S = in.seq, H = config().hidden_size, V = config().vocab_size;
   check_head_inputs(in);
+  check_forward_memory(config(), in, cache->seq_length(), sizeof(T));  // a forward that would not fit fails before it allocates
   auto& s = cache->workspace().template get<Scratch>();
   const bool on_backend = in.logits_on_backend;
   model_.forward(in, *cache, from_caller, *parallel_, s.hidden, on_backend || !in.output_hidden_states ? nullptr : &out.hidden_states,

@@ -55,7 +55,7 @@ class AddedVocabulary {
       else
         id = next_id++;
       if (t.id >= 0 && t.id != id)
-        throw TokenizerError(std::string(origin) + ": added token '" + t.content + "' has id " + std::to_string(t.id) +
+        throw TokenizerError(std::string(origin) + ": added token '" + shown(t.content) + "' has id " + std::to_string(t.id) +
                              " in the file, but HF tokenizers would give it id " + std::to_string(id) +
                              " (ids of added tokens must follow the model vocab without gaps)");
       AddedToken tok = t;

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "dots1/error.hpp"
+#include "dots1/base/memory_check.hpp"
 #include "dots1/tokenizer/byte_level.hpp"
 
 namespace dots1::tok {
@@ -323,18 +324,33 @@ class BpeModel {
       : opts_(std::move(opts)), byte_level_(byte_level) {
     const std::string where(origin);
     size_t bytes = 0;
+    int64_t largest = -1;
+    std::string largest_token;
     for (const auto& [tok, id] : vocab) {
       if (id < 0 || id > INT32_MAX)
-        throw TokenizerError(where + ": model.vocab id " + std::to_string(id) + " for '" + tok + "' is out of range");
+        throw TokenizerError(where + ": model.vocab id " + std::to_string(id) + " for '" + shown(tok) + "' is out of range");
       bytes += tok.size();
+      if (id > largest) {
+        largest = id;
+        largest_token = tok;
+      }
     }
+    // The id tables (here and the tokenizer's decode tables) have one entry per id up to the largest: an id far
+    // above the number of tokens would allocate gigabytes for a handful of tokens. Real vocabularies are
+    // dense (ids 0..n-1, sometimes with a few holes), so ids must stay below twice the token count plus 2^20.
+    const int64_t id_bound = 2 * static_cast<int64_t>(vocab.size()) + (int64_t(1) << 20);
+    if (largest >= id_bound)
+      throw TokenizerError(where + ": model.vocab id " + std::to_string(largest) + " for '" + shown(largest_token) + "' is far above the " +
+                           std::to_string(vocab.size()) + " tokens of the vocabulary (dots1 keeps tables indexed by id: ids must be below " +
+                           std::to_string(id_bound) + ")");
+    check_allocation(checked_bytes({largest + 1, 64}), where + ": the id tables of " + std::to_string(largest + 1) + " ids");
     vocab_.reserve(vocab.size(), bytes);
     for (const auto& [tok, id] : vocab) {
       const auto i = static_cast<int32_t>(id);
       if (vocab_.has_id(i))
         throw TokenizerError(where + ": model.vocab gives id " + std::to_string(id) + " to both '" +
-                             std::string(vocab_.str(i)) + "' and '" + tok + "'");
-      if (!vocab_.insert(tok, i)) throw TokenizerError(where + ": model.vocab lists '" + tok + "' twice");
+                             shown(vocab_.str(i)) + "' and '" + shown(tok) + "'");
+      if (!vocab_.insert(tok, i)) throw TokenizerError(where + ": model.vocab lists '" + shown(tok) + "' twice");
     }
     vocab.clear();
     vocab.shrink_to_fit();
@@ -350,7 +366,7 @@ class BpeModel {
       for (size_t k = 0; k < n; ++k) {
         const auto& [a, b] = merges[base + k];
         if (b.size() < prefix_len)
-          throw TokenizerError(where + ": merge '" + a + " " + b + "' is shorter than continuing_subword_prefix");
+          throw TokenizerError(where + ": merge '" + shown(a + " " + b) + "' is shorter than continuing_subword_prefix");
         merged[k].assign(a);
         merged[k].append(b, prefix_len);  // HF strips the prefix length from the right part
         hashes[k] = {hash_bytes(a), hash_bytes(b), hash_bytes(merged[k])};
@@ -360,18 +376,18 @@ class BpeModel {
         const size_t rank = base + k;
         const auto& [a, b] = merges[rank];
         const int32_t ia = vocab_.find(a, hashes[k][0]), ib = vocab_.find(b, hashes[k][1]);
-        if (ia < 0) throw TokenizerError(where + ": merge " + std::to_string(rank) + " uses '" + a + "', which is not in the vocab");
-        if (ib < 0) throw TokenizerError(where + ": merge " + std::to_string(rank) + " uses '" + b + "', which is not in the vocab");
+        if (ia < 0) throw TokenizerError(where + ": merge " + std::to_string(rank) + " uses '" + shown(a) + "', which is not in the vocab");
+        if (ib < 0) throw TokenizerError(where + ": merge " + std::to_string(rank) + " uses '" + shown(b) + "', which is not in the vocab");
         const int32_t im = vocab_.find(merged[k], hashes[k][2]);
         if (im < 0)
-          throw TokenizerError(where + ": merge '" + a + " " + b + "' makes '" + merged[k] + "', which is not in the vocab");
+          throw TokenizerError(where + ": merge '" + shown(a + " " + b) + "' makes '" + shown(merged[k]) + "', which is not in the vocab");
         pairs_.insert(ia, ib, {static_cast<uint32_t>(rank), im});
       }
     }
 
     if (opts_.unk_token) {
       const int32_t id = vocab_.find(*opts_.unk_token);
-      if (id < 0) throw TokenizerError(where + ": unk_token '" + *opts_.unk_token + "' is not in the vocab");
+      if (id < 0) throw TokenizerError(where + ": unk_token '" + shown(*opts_.unk_token) + "' is not in the vocab");
       unk_id_ = id;
     }
     // Fast path for the usual byte-level model: one table lookup per byte.

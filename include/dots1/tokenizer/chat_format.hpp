@@ -99,6 +99,27 @@ class ChatFormat {
     return encode(tokenizer, std::span<const ChatMessage>(messages), add_generation_prompt);
   }
 
+  /// The markers the format writes around turns.
+  const std::vector<std::string>& markers() const {
+    static const std::vector<std::string> m = {"<|system|>", "<|endofsystem|>", "<|userprompt|>", "<|endofuserprompt|>", "<|response|>",
+                                               "<|endofresponse|>"};
+    return m;
+  }
+
+  /// For a chat (not for rendering text): every marker must be one token of `tokenizer`. Otherwise the markers
+  /// are encoded as plain text, the model never sees a turn boundary and the answer never ends at
+  /// <|endofresponse|> (a base model's tokenizer, or another model's). TokenizerError names the missing ones.
+  void require_tokens(const Tokenizer& tokenizer) const {
+    std::string missing;
+    for (const auto& m : markers())
+      if (tokenizer.encode(m, /*parse_special=*/true).size() != 1) missing += (missing.empty() ? "" : ", ") + m;
+    if (!missing.empty())
+      throw TokenizerError("chat: the tokenizer " + shown(tokenizer.origin()) + " has no token for the " + std::string(name()) +
+                           " chat format's marker(s) " + missing +
+                           ", so they would be read as plain text (is this a base model's tokenizer? dots.llm1.inst's has them as added "
+                           "tokens)");
+  }
+
   /// Strings that end an assistant turn.
   const std::vector<std::string>& stop_tokens() const {
     static const std::vector<std::string> stops = {"<|endofresponse|>", "<|endoftext|>"};

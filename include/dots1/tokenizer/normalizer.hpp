@@ -54,7 +54,7 @@ class Normalizer {
         throw TokenizerError(std::string(origin) + ": Sequence normalizer without a 'normalizers' array");
       for (const auto& sub : j["normalizers"]) parse(sub, origin);  // NFC twice is NFC once
     } else {
-      throw TokenizerError(std::string(origin) + ": unsupported normalizer type '" + type +
+      throw TokenizerError(std::string(origin) + ": unsupported normalizer type '" + shown(type) +
                            "' (dots1 supports NFC and Sequence of NFC, as in Qwen2-family tokenizers)");
     }
   }

@@ -202,7 +202,7 @@ class PreTokenizer {
       else if (behavior == "MergedWithPrevious") s.rule.behavior = SplitBehavior::MergedWithPrevious;
       else if (behavior == "MergedWithNext") s.rule.behavior = SplitBehavior::MergedWithNext;
       else if (behavior == "Contiguous") s.rule.behavior = SplitBehavior::Contiguous;
-      else throw TokenizerError(where + ": unknown Split behavior '" + behavior + "'");
+      else throw TokenizerError(where + ": unknown Split behavior '" + shown(behavior) + "'");
       s.rule.invert = j.value("invert", false);
       steps_.push_back(std::move(s));
     } else if (type == "ByteLevel") {
@@ -216,7 +216,7 @@ class PreTokenizer {
       }
       if (s.prefix_space || s.has_rule) steps_.push_back(std::move(s));
     } else {
-      throw TokenizerError(where + ": unsupported pre_tokenizer type '" + type +
+      throw TokenizerError(where + ": unsupported pre_tokenizer type '" + shown(type) +
                            "' (dots1 supports Split, ByteLevel and Sequence)");
     }
   }

@@ -31,6 +31,8 @@
 #endif
 
 #include "dots1/error.hpp"
+#include "dots1/base/json_input.hpp"
+#include "dots1/base/limits.hpp"
 #include "dots1/tokenizer/added_tokens.hpp"
 #include "dots1/tokenizer/bpe.hpp"
 #include "dots1/tokenizer/byte_level.hpp"
@@ -74,25 +76,19 @@ class Tokenizer {
     std::optional<nlohmann::json> config;
     const auto cfg_path = dir / "tokenizer_config.json";
     if (std::filesystem::exists(cfg_path)) {
-      try {
-        config = nlohmann::json::parse(tok::read_text_file(cfg_path.string()));
-      } catch (const nlohmann::json::exception& e) {
-        throw TokenizerError(cfg_path.string() + ": invalid JSON: " + e.what());
-      }
+      config = io::read_json_file(cfg_path, "tokenizer config file", limits::kMaxSmallJsonBytes,
+                                  [&](const std::string& problem) { throw TokenizerError(cfg_path.string() + ": invalid JSON: " + problem); });
       if (!config->is_object()) throw TokenizerError(cfg_path.string() + ": not a JSON object");
     }
     Tokenizer t = from_json_text(tok::read_text_file(tj.string()), tj.string(), config ? &*config : nullptr,
                                  cfg_path.string());
     // Newer transformers save the template beside the config.
     if (const auto jinja = dir / "chat_template.jinja"; std::filesystem::exists(jinja)) {
-      t.impl_->chat_template = tok::read_text_file(jinja.string());
+      t.impl_->chat_template = tok::read_text_file(jinja.string(), "chat template file", limits::kMaxTextFileBytes);
     } else if (const auto cj = dir / "chat_template.json"; std::filesystem::exists(cj)) {
-      try {
-        const auto j = nlohmann::json::parse(tok::read_text_file(cj.string()));
-        if (j.is_object() && j.contains("chat_template")) t.impl_->chat_template = pick_template(j["chat_template"], cj.string());
-      } catch (const nlohmann::json::exception& e) {
-        throw TokenizerError(cj.string() + ": invalid JSON: " + e.what());
-      }
+      const auto j = io::read_json_file(cj, "chat template file", limits::kMaxSmallJsonBytes,
+                                        [&](const std::string& problem) { throw TokenizerError(cj.string() + ": invalid JSON: " + problem); });
+      if (j.is_object() && j.contains("chat_template")) t.impl_->chat_template = pick_template(j["chat_template"], cj.string());
     }
     return t;
   }
@@ -106,7 +102,7 @@ class Tokenizer {
     try {
       t.impl_->load(tok::parse_tokenizer_json(tokenizer_json, origin), origin, tokenizer_config, config_origin);
     } catch (const nlohmann::json::exception& e) {  // a field of the wrong JSON type
-      throw TokenizerError(origin + ": unexpected value in tokenizer files: " + e.what());
+      throw TokenizerError(origin + ": unexpected value in tokenizer files: " + io::json_error_text(e));
     }
     return t;
   }
@@ -260,7 +256,7 @@ class Tokenizer {
       origin = path;
       const nlohmann::json& root = tj.root;
       if (root.contains("version") && root["version"] != "1.0")
-        throw TokenizerError(path + ": unknown tokenizer.json version " + root["version"].dump());
+        throw TokenizerError(path + ": unknown tokenizer.json version " + io::shown_json(root["version"]));
       // "truncation" and "padding" are ignored: transformers overrides them on every call (no truncation,
       // no padding by default), and padding is a batching concern outside this class.
 
@@ -273,7 +269,7 @@ class Tokenizer {
       if (!model_json.is_object()) throw TokenizerError(path + ": no 'model' object");
       const std::string type = model_json.value("type", std::string("BPE"));
       if (type != "BPE")
-        throw TokenizerError(path + ": unsupported model type '" + type + "' (dots1 implements BPE)");
+        throw TokenizerError(path + ": unsupported model type '" + shown(type) + "' (dots1 implements BPE)");
       if (!tj.has_vocab || !tj.has_merges) throw TokenizerError(path + ": model has no 'vocab' object or no 'merges' array");
       if (model_json.contains("dropout") && !model_json["dropout"].is_null() && model_json["dropout"].get<double>() != 0.0)
         throw TokenizerError(path + ": BPE dropout is not supported (it makes encoding random)");
@@ -329,7 +325,7 @@ class Tokenizer {
         for (const auto& p : j["processors"]) check_post_processor(p, path);
         return;
       }
-      throw TokenizerError(path + ": unsupported post_processor type '" + type +
+      throw TokenizerError(path + ": unsupported post_processor type '" + shown(type) +
                            "' (it adds special tokens such as BOS; dots1 supports ByteLevel, as in Qwen2-family files)");
     }
 
@@ -339,7 +335,7 @@ class Tokenizer {
       if (type == "ByteLevel") return true;
       if (type == "Sequence" && j.contains("decoders") && j["decoders"].is_array() && j["decoders"].size() == 1)
         return parse_decoder(j["decoders"][0], path);
-      throw TokenizerError(path + ": unsupported decoder type '" + type + "' (dots1 supports ByteLevel or none)");
+      throw TokenizerError(path + ": unsupported decoder type '" + shown(type) + "' (dots1 supports ByteLevel or none)");
     }
 
     static AddedToken parse_token_fields(const nlohmann::json& e, const std::string& where) {
@@ -362,7 +358,7 @@ class Tokenizer {
       for (const auto& e : arr) {
         AddedToken t = parse_token_fields(e, path + " " + field);
         if (!e.contains("id") || !e["id"].is_number_integer() || e["id"].get<int64_t>() < 0 || e["id"].get<int64_t>() > INT32_MAX)
-          throw TokenizerError(path + " " + field + ": token '" + t.content + "' has no valid 'id'");
+          throw TokenizerError(path + " " + field + ": token '" + shown(t.content) + "' has no valid 'id'");
         t.id = static_cast<int32_t>(e["id"].get<int64_t>());
         out.push_back(std::move(t));
       }
@@ -374,11 +370,12 @@ class Tokenizer {
       std::vector<AddedToken> out;
       for (const auto& [k, e] : obj.items()) {
         AddedToken t = parse_token_fields(e, path + " added_tokens_decoder");
-        try {
-          t.id = std::stoi(k);
-        } catch (const std::exception&) {
-          throw TokenizerError(path + ": added_tokens_decoder key '" + k + "' is not an id");
-        }
+        // The key is the id in decimal: digits only, within int32 (std::stoi would take "12abc" or " -5").
+        int64_t id = 0;
+        bool ok = !k.empty() && k.size() <= 10 && k.find_first_not_of("0123456789") == std::string::npos;
+        if (ok) id = std::stoll(k);
+        if (!ok || id > INT32_MAX) throw TokenizerError(path + ": added_tokens_decoder key '" + shown(k) + "' is not an id");
+        t.id = static_cast<int32_t>(id);
         out.push_back(std::move(t));
       }
       std::sort(out.begin(), out.end(), [](const AddedToken& a, const AddedToken& b) { return a.id < b.id; });
@@ -402,7 +399,7 @@ class Tokenizer {
         else
           throw TokenizerError(path + ": '" + field + "' must be null, a string or an object with 'content'");
         const auto id = lookup(content);
-        if (!id) throw TokenizerError(path + ": " + field + " '" + content + "' is not a token of the vocabulary");
+        if (!id) throw TokenizerError(path + ": " + field + " '" + shown(content) + "' is not a token of the vocabulary");
         return SpecialToken{content, *id};
       };
       special.bos = resolve("bos_token");

@@ -4,8 +4,6 @@
 #pragma once
 
 #include <cstdint>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -14,6 +12,9 @@
 #include <nlohmann/json.hpp>
 
 #include "dots1/error.hpp"
+#include "dots1/base/input_file.hpp"
+#include "dots1/base/json_input.hpp"
+#include "dots1/base/limits.hpp"
 
 namespace dots1::tok {
 
@@ -50,7 +51,7 @@ class TokenizerJsonSax final : public nlohmann::json_sax<nlohmann::json> {
       case Mode::Merges: {  // legacy "a b" form, as HF's convert_merges_to_hashmap splits it
         const auto sp = s.find(' ');
         if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos)
-          return fail("model.merges entry " + std::to_string(out_.merges.size()) + " ('" + s + "') is not 'a b'");
+          return fail("model.merges entry " + std::to_string(out_.merges.size()) + " ('" + shown(s) + "') is not 'a b'");
         out_.merges.emplace_back(s.substr(0, sp), s.substr(sp + 1));
         return true;
       }
@@ -144,6 +145,10 @@ class TokenizerJsonSax final : public nlohmann::json_sax<nlohmann::json> {
     return true;
   }
   bool open(nlohmann::json&& container) {
+    // The limit every JSON reader of dots1 applies (base/json_input.hpp): deeper documents are refused before
+    // the DOM gets deep (its destructor and copies recurse).
+    if (stack_.size() >= limits::kMaxJsonDepth)
+      return fail("arrays and objects nested more than " + std::to_string(limits::kMaxJsonDepth) + " levels deep (the limit of HF's JSON readers too)");
     const std::string k = !stack_.empty() && stack_.back()->is_object() ? key_ : std::string();
     stack_.push_back(insert(std::move(container)));
     keys_.push_back(k);
@@ -172,24 +177,25 @@ class TokenizerJsonSax final : public nlohmann::json_sax<nlohmann::json> {
 
 /// Parses the text of a tokenizer.json. `origin` (usually the path) is put in error messages.
 inline TokenizerJson parse_tokenizer_json(std::string_view text, std::string_view origin) {
+  // NUL bytes first (nlohmann's lexer takes one for the end of the text: base/json_input.hpp); the depth limit
+  // is the handler's (open()), as its DOM is the only deep structure (a pre-scan would cost ~20 ms on 11 MB).
+  if (const std::string problem = io::nul_problem(text); !problem.empty())
+    throw TokenizerError(std::string(origin) + ": invalid tokenizer.json: " + problem);
   TokenizerJson out;
   out.vocab.reserve(200000);
   out.merges.reserve(200000);
   detail::TokenizerJsonSax sax(out);
   const bool ok = nlohmann::json::sax_parse(text.begin(), text.end(), &sax);
   if (!ok || !sax.error.empty())
-    throw TokenizerError(std::string(origin) + ": invalid tokenizer.json: " + (sax.error.empty() ? "parse error" : sax.error));
+    throw TokenizerError(std::string(origin) + ": invalid tokenizer.json: " + (sax.error.empty() ? "parse error" : shown(sax.error, 2 * kMaxShownBytes)));
   if (!out.root.is_object()) throw TokenizerError(std::string(origin) + ": tokenizer.json is not a JSON object");
   return out;
 }
 
-inline std::string read_text_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw IoError("cannot open " + path);
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  if (f.bad()) throw IoError("cannot read " + path);
-  return std::move(ss).str();
+/// A tokenizer file's text (regular files only, at most `max_bytes`; base/input_file.hpp).
+inline std::string read_text_file(const std::string& path, std::string_view what = "tokenizer file",
+                                  uint64_t max_bytes = limits::kMaxTokenizerJsonBytes) {
+  return io::read_input_file(path, what, max_bytes);
 }
 
 }  // namespace dots1::tok
