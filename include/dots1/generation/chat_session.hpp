@@ -1,9 +1,13 @@
 // dots1/generation/chat_session.hpp — a multi-turn chat that keeps its KV cache across turns.
 //
-// Each turn renders only the new part of the conversation in the model's chat format (dots.llm1:
-// <|system|>..<|endofsystem|><|userprompt|>..<|endofuserprompt|><|response|>), feeds just those tokens
-// through the cache, and generates the answer until a stop token (<|endofresponse|>, <|endoftext|>).
-// The history is never re-read: the cache always holds exactly the rendered conversation so far.
+// Each turn renders the conversation in the model's chat format (the checkpoint's Jinja chat_template, or
+// the built-in dots.llm1 format), feeds only the text the cache does not hold yet, and generates the
+// answer until a stop token (the format's end-of-turn marker, the tokenizer's eos_token, and the
+// GenerationConfig's eos_token_id). Message contents are encoded as plain text (ChatFormat): a user cannot
+// forge turns by typing the markers. After an answer the cache is closed as the template renders the
+// finished turn (e.g. "<|im_end|>\n"). The cache always holds exactly the text of rendered(); when a
+// template does not render a conversation as an extension of the previous turn's text (Qwen3 drops old
+// reasoning, some templates trim answers), the next turn re-reads the whole conversation instead.
 #pragma once
 
 #include <algorithm>
@@ -31,7 +35,11 @@ class ChatSession {
               std::optional<std::string> system = std::nullopt)
       : model_(model), tok_(tokenizer), format_(std::move(format)), options_(std::move(options)), system_(std::move(system)),
         rng_(options_.seed ? *options_.seed : std::random_device{}()) {
-    for (int32_t id : format_.stop_token_ids(tok_)) stops_.push_back(id);
+    auto add_stop = [&](int64_t id) {
+      if (std::find(stops_.begin(), stops_.end(), id) == stops_.end()) stops_.push_back(id);
+    };
+    for (int32_t id : format_.stop_token_ids(tok_)) add_stop(id);
+    for (int64_t id : options_.eos_token_id) add_stop(id);
     if (stops_.empty()) throw TokenizerError("chat: the tokenizer has none of the chat format's stop tokens");
     reset();
   }
@@ -45,37 +53,36 @@ class ChatSession {
     cache_ = std::make_shared<typename Model::Cache>(model_.make_cache(1));
   }
 
-  /// The tokens this turn would add before the answer (the user turn and the generation prompt).
-  std::vector<int32_t> pending_tokens(const std::string& user) const {
-    auto next = messages_;
-    next.push_back({"user", user});
-    const std::string full = format_.render(next, /*add_generation_prompt=*/true);
-    if (full.compare(0, rendered_.size(), rendered_) != 0)
-      throw Error("chat: the rendered conversation does not extend the previous one (the chat format is not append-only)");
-    // The history ends with a special token (or is empty), so the new text tokenizes on its own exactly as
-    // it would inside the whole conversation.
-    return tok_.encode(std::string_view(full).substr(rendered_.size()));
-  }
+  /// The tokens this turn would feed before the answer: the user turn and the generation prompt, after
+  /// what the cache holds; or the whole conversation when the format does not render it as an extension
+  /// of the cached text (see the top of this file).
+  std::vector<int32_t> pending_tokens(const std::string& user) const { return plan(user).tokens; }
 
   /// Adds the user's turn, generates the answer (streamed through on_text as UTF-8 pieces) and returns it.
-  /// Throws InputError, leaving the conversation unchanged, if the turn does not fit the model's context.
+  /// Throws InputError, leaving the conversation unchanged, if the turn does not fit the model's context;
+  /// a template's raise_exception (e.g. a role order it refuses) is a TemplateError, also before anything
+  /// changes.
   std::string reply(const std::string& user, const std::function<void(const std::string&)>& on_text = {}) {
-    const std::vector<int32_t> turn = pending_tokens(user);
+    const Plan turn = plan(user);
     const int64_t context = model_.config().max_position_embeddings;
-    const auto used = static_cast<int64_t>(tokens_.size());
-    if (used + static_cast<int64_t>(turn.size()) + 1 > context)
-      throw InputError("chat: this message is " + std::to_string(turn.size()) + " tokens and the conversation already holds " +
+    const auto used = turn.restart ? int64_t{0} : static_cast<int64_t>(tokens_.size());
+    if (used + static_cast<int64_t>(turn.tokens.size()) + 1 > context)
+      throw InputError("chat: this message is " + std::to_string(turn.tokens.size()) + " tokens and the conversation already holds " +
                        std::to_string(used) + "; the model's context is " + std::to_string(context) +
                        " tokens (max_position_embeddings). Send a shorter message or start over.");
+    if (turn.restart) {
+      tokens_.clear();
+      cache_ = std::make_shared<typename Model::Cache>(model_.make_cache(1));
+    }
     messages_.push_back({"user", user});
-    rendered_ = format_.render(messages_, true);
-    const ResolvedGenerationConfig rc = resolve(options_, used + static_cast<int64_t>(turn.size()), context, model_.config().vocab_size);
+    rendered_ = turn.rendered.text;
+    const ResolvedGenerationConfig rc = resolve(options_, used + static_cast<int64_t>(turn.tokens.size()), context, model_.config().vocab_size);
     detail::NextTokenChooser<Model> chooser(model_, rc);
     const int64_t no_pads = 0;
     // Feed the new turn (one prefill of just these tokens), then one token per step. The answer ends at a
     // stop token, at max_new_tokens, or one token before the context is full (room for the end token).
     const int64_t limit = std::min(rc.max_length, context - 1);
-    std::vector<int64_t> feed(turn.begin(), turn.end());
+    std::vector<int64_t> feed(turn.tokens.begin(), turn.tokens.end());
     std::vector<int32_t> answer;
     DecodeStream stream(tok_, /*skip_special=*/true);
     while (true) {
@@ -88,23 +95,55 @@ class ChatSession {
         if (auto piece = stream.step(static_cast<int32_t>(next))) on_text(*piece);
       feed = {next};
     }
-    // Close the turn in the cache as the format renders it: the format's end-of-answer token (whichever stop
-    // token the model chose, or none when the length ran out).
-    step(chooser, {stops_.front()});
     const std::string text = tok_.decode(answer, /*skip_special=*/true);
     messages_.push_back({"assistant", text});
-    rendered_ = format_.render(messages_, false);
+    // Close the turn in the cache as the format renders the finished conversation: whatever follows the
+    // answer's text (the end-of-turn marker and what the template puts after it), whichever stop token the
+    // model chose, or none when the length ran out.
+    const std::string held = rendered_ + tok_.decode(answer, /*skip_special=*/false);
+    const RenderedChat closed = format_.render_chat(messages_, false);
+    if (closed.text.compare(0, held.size(), held) == 0 && closed.text.size() >= held.size()) {
+      const std::vector<int32_t> tail = ChatFormat::encode_rendered(tok_, closed, held.size());
+      if (!tail.empty() && static_cast<int64_t>(tokens_.size() + tail.size()) <= context) {
+        step(chooser, std::vector<int64_t>(tail.begin(), tail.end()));
+        rendered_ = closed.text;
+      } else {
+        rendered_ = tail.empty() ? closed.text : held;
+      }
+    } else {
+      rendered_ = held;  // the template rewrote the answer: the next turn re-reads the conversation
+    }
     return text;
   }
 
   const std::vector<ChatMessage>& messages() const { return messages_; }
-  /// The whole conversation as rendered so far (what the cache holds).
+  /// The text the cache holds: the conversation as rendered so far (after a template that rewrote the
+  /// last answer, the answer as generated).
   const std::string& rendered() const { return rendered_; }
   /// Every token fed through the model so far; the cache holds exactly these.
   const std::vector<int64_t>& tokens() const { return tokens_; }
   int64_t cached_tokens() const { return cache_->seq_length(); }
 
  private:
+  struct Plan {
+    RenderedChat rendered;        // the conversation with the new user turn and the generation prompt
+    std::vector<int32_t> tokens;  // what to feed
+    bool restart = false;         // feed from an empty cache
+  };
+
+  Plan plan(const std::string& user) const {
+    auto next = messages_;
+    next.push_back({"user", user});
+    Plan p;
+    p.rendered = format_.render_chat(next, /*add_generation_prompt=*/true);
+    const bool extends = p.rendered.text.compare(0, rendered_.size(), rendered_) == 0 && p.rendered.text.size() >= rendered_.size();
+    p.restart = !extends || tokens_.empty();
+    // The cached text normally ends with a special token, so the new text tokenizes on its own exactly as
+    // it would inside the whole conversation.
+    p.tokens = ChatFormat::encode_rendered(tok_, p.rendered, p.restart ? 0 : rendered_.size());
+    return p;
+  }
+
   /// Feeds `ids` through the cache; `chooser` keeps the logits of the last position.
   void step(detail::NextTokenChooser<Model>& chooser, const std::vector<int64_t>& ids) {
     ForwardInput in = ForwardInput::from_ids({ids});
