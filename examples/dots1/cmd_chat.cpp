@@ -1,8 +1,10 @@
 // dots1 chat --model DIR [--system TEXT] [sampling options] [--print-prompt]
-// An interactive loop in the model's chat format (dots.llm1: <|system|>, <|userprompt|>, <|response|>).
-// Each answer streams to stdout and stops at <|endofresponse|>; the KV cache is kept across turns, so
-// the history is never re-read. One message per line on stdin; an empty line is ignored; /reset starts
-// over; Ctrl-D (end of input) quits. Notices go to stderr.
+// An interactive loop in the model's chat format: the folder's Jinja chat_template, else dots.llm1's
+// (<|system|>, <|userprompt|>, <|response|>). Each answer streams to stdout and stops at the template's
+// end-of-turn token (<|endofresponse|>), eos or generation_config's eos; the KV cache is kept across turns.
+// Markers typed in a message are plain text. One message per line on stdin; an empty line is ignored;
+// /reset starts over; Ctrl-D (end of input) quits. Notices go to stderr; a message the template refuses
+// (its raise_exception) is reported and skipped.
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -62,6 +64,9 @@ void run_chat(const ChatOptions& o) {
     } catch (const dots1::InputError& e) {
       std::fprintf(stderr, "%s\n", e.what());
       continue;
+    } catch (const dots1::TemplateError& e) {
+      std::fprintf(stderr, "%s\n", e.what());
+      continue;
     }
     if (o.print_prompt)
       std::fprintf(stderr, "[conversation] %s\n[cache] %lld tokens\n", session.rendered().c_str(),
@@ -71,7 +76,7 @@ void run_chat(const ChatOptions& o) {
 
 void add_chat_command(CLI::App& app) {
   auto o = std::make_shared<ChatOptions>();
-  auto* cmd = app.add_subcommand("chat", "Chat with an instruct model in its chat format (KV cache kept across turns)");
+  auto* cmd = app.add_subcommand("chat", "Chat with an instruct model in its chat template (KV cache kept across turns)");
   cmd->add_option("--model", o->model, "HF checkpoint folder with tokenizer.json")->default_val(dots1_cli::default_model_dir());
   cmd->add_option("--system", o->system, "system message (none by default)");
   o->sampling.add_to(cmd);

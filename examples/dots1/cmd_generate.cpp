@@ -1,4 +1,4 @@
-// dots1 generate --model DIR (--prompt TEXT | --ids 1,2,3) [--max-new-tokens N] [--temperature T] [--top-k K]
+// dots1 generate --model DIR (--prompt TEXT [--chat [--system TEXT]] | --ids 1,2,3) [--max-new-tokens N] [--temperature T] [--top-k K]
 //                [--top-p P] [--min-p M] [--repetition-penalty R] [--seed S] [--greedy] [--json] [--device cpu|cuda]
 //                [--zero-head L:H] [--zero-expert L:E] [--forbid-expert L:E] [--force-experts L:E1,E2,...]
 // Generates a continuation of one prompt on the CPU with HF's rules (dots1/generation.hpp) and streams it
@@ -6,8 +6,11 @@
 // without this head or expert?): text for --prompt (decoded incrementally, so multi-byte UTF-8 characters print whole), ids for
 // --ids. --json prints only the generated ids, as one JSON array, at the end. One line of timing goes to
 // stderr. Options not given come from the checkpoint's generation_config.json, then HF's defaults.
+// --chat wraps the prompt in the checkpoint's chat template as one user turn (after --system) with the
+// generation prompt, as ChatFormat encodes it, and also stops at the template's end-of-turn token.
 // With --parallel (under mpirun) every rank loads its shard and runs the same generation (sampling with one
 // seed, rank 0's, so that every rank draws the same tokens); only rank 0 prints.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <optional>
@@ -32,6 +35,8 @@ namespace {
 
 struct GenerateOptions {
   std::string model, prompt, ids;
+  bool chat = false;                  // --chat: the prompt as one user turn in the model's chat format
+  std::optional<std::string> system;  // --system: a system turn before it
   dots1_cli::SamplingOptions sampling;
   bool json = false;
   dots1_cli::ParallelOptions parallel;
@@ -41,6 +46,21 @@ struct GenerateOptions {
 
 
 void generate_on_this_rank(const GenerateOptions& o, const std::shared_ptr<const dots1::Parallel>& par);
+
+// --chat: [system,] user in the checkpoint's chat template (or dots.llm1's), with the generation prompt;
+// the texts are encoded as plain text (no special tokens in them). Generation also stops at the format's
+// end-of-turn tokens.
+std::vector<int64_t> chat_prompt_ids(const dots1::Tokenizer& tok, const GenerateOptions& o, dots1::GenerationConfig& options) {
+  const auto format = dots1::ChatFormat::for_tokenizer(tok);
+  std::vector<dots1::ChatMessage> messages;
+  if (o.system) messages.push_back({"system", *o.system});
+  messages.push_back({"user", o.prompt});
+  const std::vector<int32_t> ids = format.encode(tok, messages, /*add_generation_prompt=*/true);
+  for (int32_t id : format.stop_token_ids(tok))
+    if (std::find(options.eos_token_id.begin(), options.eos_token_id.end(), id) == options.eos_token_id.end())
+      options.eos_token_id.push_back(id);
+  return {ids.begin(), ids.end()};
+}
 
 void run_generate(const GenerateOptions& o) {
   if (!o.edits.empty() && (o.device == "cuda" || !o.parallel.spec.empty()))
@@ -73,7 +93,9 @@ void generate_on_this_rank(const GenerateOptions& o, const std::shared_ptr<const
   std::vector<int64_t> prompt;
   if (!o.prompt.empty()) {
     tokenizer = dots1::Tokenizer::from_folder(o.model);
-    for (int32_t id : tokenizer->encode(o.prompt)) prompt.push_back(id);
+    if (o.chat) prompt = chat_prompt_ids(*tokenizer, o, options);
+    else
+      for (int32_t id : tokenizer->encode(o.prompt)) prompt.push_back(id);
     if (prompt.empty()) throw dots1::InputError("--prompt: the text encodes to no tokens");
   } else {
     prompt = dots1_cli::parse_int_list(o.ids, "--ids");
@@ -122,6 +144,9 @@ void add_generate_command(CLI::App& app) {
   auto* ids = cmd->add_option("--ids", o->ids, "prompt token ids, comma-separated (1,2,3)");
   prompt->excludes(ids);
   ids->excludes(prompt);
+  auto* chat = cmd->add_flag("--chat", o->chat, "apply the model's chat template: the prompt as one user turn, then the assistant's turn");
+  cmd->add_option("--system", o->system, "with --chat: a system message before the prompt")->needs(chat);
+  chat->needs(prompt);
   o->sampling.add_to(cmd);
   cmd->add_flag("--json", o->json, "print only the generated ids, as one JSON array");
   o->parallel.add_to(cmd);

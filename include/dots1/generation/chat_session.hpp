@@ -101,18 +101,23 @@ class ChatSession {
     // answer's text (the end-of-turn marker and what the template puts after it), whichever stop token the
     // model chose, or none when the length ran out.
     const std::string held = rendered_ + tok_.decode(answer, /*skip_special=*/false);
-    const RenderedChat closed = format_.render_chat(messages_, false);
-    if (closed.text.compare(0, held.size(), held) == 0 && closed.text.size() >= held.size()) {
+    rendered_ = held;  // what the cache holds now
+    RenderedChat closed;
+    try {
+      closed = format_.render_chat(messages_, false);
+    } catch (const TemplateError&) {
+      return text;  // a template that refuses this history: the next turn reports it (or re-reads)
+    }
+    if (closed.text.size() >= held.size() && closed.text.compare(0, held.size(), held) == 0) {
       const std::vector<int32_t> tail = ChatFormat::encode_rendered(tok_, closed, held.size());
-      if (!tail.empty() && static_cast<int64_t>(tokens_.size() + tail.size()) <= context) {
+      if (tail.empty()) {
+        rendered_ = closed.text;
+      } else if (static_cast<int64_t>(tokens_.size() + tail.size()) <= context) {
         step(chooser, std::vector<int64_t>(tail.begin(), tail.end()));
         rendered_ = closed.text;
-      } else {
-        rendered_ = tail.empty() ? closed.text : held;
       }
-    } else {
-      rendered_ = held;  // the template rewrote the answer: the next turn re-reads the conversation
     }
+    // else the template rewrote the answer (dropped reasoning, trimmed it): the next turn re-reads
     return text;
   }
 

@@ -381,7 +381,7 @@ inline Value attr_key(Interpreter& in, const Value& item, const std::optional<Va
     if (attribute->is_integral()) v = in.getitem(item, *attribute);
     else v = lookup_path(in, item, str_arg(attribute, "attribute"));
   }
-  if (ignore_case && v.is_string()) return Value::string(py_lower(v.str()));
+  if (ignore_case && v.is_string()) return in.make_str(py_lower(v.str()));
   return v;
 }
 
@@ -772,6 +772,7 @@ inline Value detail::str_method(Interpreter& in, const Value& self, const std::s
     if (b > e) return Value::boolean(false);
     const std::string_view part = std::string_view(s).substr(b, e - b);
     auto test = [&](const Value& x) {
+      charge_work(1);
       if (!x.is_string()) Interpreter::fail(fname + " first arg must be str or a tuple of str, not " + x.type_name());
       const std::string& t = x.str();
       if (t.size() > part.size()) return false;
@@ -835,6 +836,7 @@ inline Value detail::str_method(Interpreter& in, const Value& self, const std::s
     auto [b, e] = sub_range(s, p[1], p[2]);
     if (b > e) return Value::integer(name == "count" ? 0 : -1);
     const std::string_view part = std::string_view(s).substr(b, e - b);
+    charge_bytes(part.size());
     if (name == "count") {
       if (sub.empty()) return Value::integer(static_cast<int64_t>(cp_count(part)) + 1);
       int64_t n = 0;
@@ -1218,6 +1220,7 @@ inline Value Interpreter::apply_filter(const std::string& name, const Value& v, 
     const bool ignore_case = !(p[1] && truthy(*p[1]));
     std::vector<Value> items = iterate(v);
     std::vector<std::pair<std::vector<Value>, size_t>> keyed;
+    account(items.size() * (sizeof(keyed[0]) + sizeof(Value)));
     for (size_t i = 0; i < items.size(); ++i) keyed.emplace_back(multi_key(*this, items[i], p[2], ignore_case), i);
     std::stable_sort(keyed.begin(), keyed.end(), [&](const auto& x, const auto& y) {
       return rev ? compare_keys(y.first, x.first) < 0 : compare_keys(x.first, y.first) < 0;
@@ -1236,7 +1239,7 @@ inline Value Interpreter::apply_filter(const std::string& name, const Value& v, 
     std::vector<std::pair<Value, Value>> items(v.dict_ptr()->items().begin(), v.dict_ptr()->items().end());
     auto key = [&](const std::pair<Value, Value>& kv) {
       const Value& x = by == "key" ? kv.first : kv.second;
-      return ignore_case && x.is_string() ? Value::string(py_lower(x.str())) : x;
+      return ignore_case && x.is_string() ? make_str(py_lower(x.str())) : x;
     };
     std::stable_sort(items.begin(), items.end(), [&](const auto& x, const auto& y) {
       return rev ? compare(key(y), key(x), "<") < 0 : compare(key(x), key(y), "<") < 0;

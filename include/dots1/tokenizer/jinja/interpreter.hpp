@@ -29,17 +29,19 @@
 
 namespace dots1::jinja {
 
-/// The size of a rendering, and of any one string or list it builds: 64 MiB (a chat prompt is a few
-/// hundred kB at most; the bound only stops runaway templates).
-inline constexpr size_t kMaxOutputBytes = 64u << 20;
-/// All strings and lists one rendering creates, together: 1 GiB. This bounds the time a rendering can take.
-inline constexpr size_t kMaxAllocatedBytes = 1u << 30;
+// kMaxOutputBytes (64 MiB: a rendering, any one string or list) and kMaxWorkUnits (deep operations) are in
+// value.hpp.
+/// All strings and lists one rendering creates, together: 256 MiB (bounds its memory and, with kMaxSteps
+/// and kMaxWorkUnits, its time; a long real conversation needs a few MiB).
+inline constexpr size_t kMaxAllocatedBytes = 256u << 20;
 /// For-loop iterations of one rendering, all loops together.
 inline constexpr int64_t kMaxLoopIterations = 1'000'000;
 /// Macros calling macros (recursion included).
 inline constexpr int kMaxCallDepth = 64;
 /// Nesting of evaluation (expressions inside statements inside macros); bounds the C++ stack.
 inline constexpr int kMaxEvalDepth = 2000;
+/// Statements and expressions evaluated in one rendering (a long real conversation needs a few million).
+inline constexpr int64_t kMaxSteps = 20'000'000;
 /// The longest range(): HF's sandbox allows 100000 items (MAX_RANGE).
 inline constexpr int64_t kMaxRange = 100'000;
 
@@ -88,9 +90,18 @@ class Interpreter {
       if (k.is_string()) context->vars[k.str()] = v;
     auto root = std::make_shared<Scope>();
     root->parent = context;
+    WorkBudget budget;
+    struct BudgetScope {
+      WorkBudget* saved;
+      explicit BudgetScope(WorkBudget* b) : saved(tl_work_budget) { tl_work_budget = b; }
+      ~BudgetScope() { tl_work_budget = saved; }
+    } budget_scope(&budget);
+    struct Unpin {
+      std::vector<ScopePtr>& p;
+      ~Unpin() { p.clear(); }
+    } unpin{pinned_};
     Out out;
     exec_body(program_.body, root, out);
-    pinned_.clear();
     return Rendered{std::move(out.text), std::move(out.tainted)};
   }
 
@@ -150,8 +161,11 @@ class Interpreter {
   /// The items a for loop or list() sees: list items, dict keys, string characters; undefined is empty.
   std::vector<Value> iterate(const Value& v) {
     switch (v.type()) {
-      case Value::Type::list: return v.items();
+      case Value::Type::list:
+        account(v.items().size() * sizeof(Value));
+        return v.items();
       case Value::Type::dict: {
+        account(v.dict_ptr()->size() * sizeof(Value));
         std::vector<Value> keys;
         for (const auto& [k, x] : v.dict_ptr()->items()) keys.push_back(k);
         return keys;
@@ -242,7 +256,13 @@ class Interpreter {
     return Flow::normal;
   }
 
+  void count_step() {
+    if (++steps_ > kMaxSteps)
+      fail("the template evaluated more than " + std::to_string(kMaxSteps) + " statements and expressions (limit kMaxSteps)");
+  }
+
   Flow exec(const Stmt& s, const ScopePtr& scope, Out& out) {
+    count_step();
     DepthGuard g(eval_depth_, kMaxEvalDepth, "the template nests too deeply while rendering (limit kMaxEvalDepth)");
     try {
       return exec_inner(s, scope, out);
@@ -474,6 +494,7 @@ class Interpreter {
   // ---- expressions
  public:
   Value eval(const Expr& e, const ScopePtr& scope) {
+    count_step();
     DepthGuard g(eval_depth_, kMaxEvalDepth, "the template nests too deeply while rendering (limit kMaxEvalDepth)");
     try {
       return eval_inner(e, scope);
@@ -623,6 +644,7 @@ class Interpreter {
       case Value::Type::string:
         if (!item.is_string())
           fail("'in <string>' requires string as left operand, not " + (item.is_undefined() ? std::string("Undefined") : item.type_name()));
+        charge_bytes(container.str().size());
         return container.str().find(item.str()) != std::string::npos;
       case Value::Type::list:
         for (const auto& x : container.items())
@@ -863,6 +885,7 @@ class Interpreter {
   RenderOptions options_;
   size_t allocated_ = 0;
   int64_t iterations_ = 0;
+  int64_t steps_ = 0;
   int call_depth_ = 0;
   int eval_depth_ = 0;
   std::vector<ScopePtr> pinned_;

@@ -35,6 +35,36 @@
 
 namespace dots1::jinja {
 
+/// The size of a rendering, and of any one string, list or printed value it builds: 64 MiB (a chat prompt
+/// is a few hundred kB at most; the bound only stops runaway templates).
+inline constexpr size_t kMaxOutputBytes = 64u << 20;
+/// Work units of one rendering's deep operations (==, <, printing and tojson of containers, `in`, string
+/// searches): one unit per element visited or per 16 bytes compared. Lists can share their items, so a
+/// small value may stand for an enormous one; this bounds the time any operation on it can take.
+inline constexpr uint64_t kMaxWorkUnits = 100'000'000;
+
+/// The work budget of the rendering running on this thread (null outside a rendering: no limit).
+struct WorkBudget {
+  uint64_t left = kMaxWorkUnits;
+};
+inline thread_local WorkBudget* tl_work_budget = nullptr;
+
+inline void charge_work(uint64_t units) {
+  if (WorkBudget* b = tl_work_budget) {
+    if (units > b->left)
+      throw TemplateError("the template's comparisons, searches and printing took more than " + std::to_string(kMaxWorkUnits) +
+                          " work units (limit kMaxWorkUnits)");
+    b->left -= units;
+  }
+}
+inline void charge_bytes(size_t n) { charge_work(1 + n / 16); }
+
+/// Throws when a string being built passes kMaxOutputBytes.
+inline void check_built_size(size_t n) {
+  if (n > kMaxOutputBytes)
+    throw TemplateError("a printed value would be more than " + std::to_string(kMaxOutputBytes >> 20) + " MiB (kMaxOutputBytes)");
+}
+
 // ------------------------------------------------------------------------------------------------
 // Strings with taint
 
@@ -473,6 +503,7 @@ inline bool truthy(const Value& v) {
 
 /// Python's ==. Undefined equals only undefined (Jinja's Undefined.__eq__).
 inline bool equals(const Value& a, const Value& b) {
+  charge_work(1);
   if (a.is_number() && b.is_number()) {
     if (a.is_float() || b.is_float()) return a.as_double() == b.as_double();
     return a.as_int() == b.as_int();
@@ -481,9 +512,13 @@ inline bool equals(const Value& a, const Value& b) {
   switch (a.type()) {
     case Value::Type::undefined:
     case Value::Type::none: return true;
-    case Value::Type::string: return a.str() == b.str();
+    case Value::Type::string:
+      if (a.str().size() != b.str().size()) return false;
+      charge_bytes(a.str().size());
+      return a.str() == b.str();
     case Value::Type::list: {
       if (a.is_tuple() != b.is_tuple()) return false;
+      if (a.list_ptr() == b.list_ptr()) return true;  // Python compares container items by identity first
       const auto &x = a.items(), &y = b.items();
       if (x.size() != y.size()) return false;
       for (size_t i = 0; i < x.size(); ++i)
@@ -491,6 +526,7 @@ inline bool equals(const Value& a, const Value& b) {
       return true;
     }
     case Value::Type::dict: {
+      if (a.dict_ptr() == b.dict_ptr()) return true;
       const Dict &x = *a.dict_ptr(), &y = *b.dict_ptr();
       if (x.size() != y.size()) return false;
       for (const auto& [k, v] : x.items()) {
@@ -520,6 +556,7 @@ inline int compare(const Value& a, const Value& b, std::string_view op) {
     throw TemplateError("'" + std::string(op) + "' not supported between instances of '" + a.type_name() + "' and '" +
                         b.type_name() + "'");
   };
+  charge_work(1);
   if (a.is_undefined()) throw TemplateError(a.undefined_hint());
   if (b.is_undefined()) throw TemplateError(b.undefined_hint());
   if (a.is_number() && b.is_number()) {
@@ -531,6 +568,7 @@ inline int compare(const Value& a, const Value& b, std::string_view op) {
     return x < y ? -1 : (x > y ? 1 : 0);
   }
   if (a.is_string() && b.is_string()) {
+    charge_bytes(std::min(a.str().size(), b.str().size()));
     const int c = a.str().compare(b.str());  // UTF-8 byte order is code point order
     return c < 0 ? -1 : (c > 0 ? 1 : 0);
   }
@@ -547,6 +585,7 @@ inline int compare(const Value& a, const Value& b, std::string_view op) {
 
 /// Does `v` hold any tainted string (deep, keys included)?
 inline bool contains_taint(const Value& v) {
+  charge_work(1);
   switch (v.type()) {
     case Value::Type::string: return v.str_ptr()->is_tainted();
     case Value::Type::list:
@@ -565,7 +604,12 @@ inline bool contains_taint(const Value& v) {
   }
 }
 
-inline std::string repr(const Value& v);
+inline void repr_into(std::string& out, const Value& v);
+inline std::string repr(const Value& v) {
+  std::string out;
+  repr_into(out, v);
+  return out;
+}
 
 /// Python's str(x) as Jinja prints it ({{ x }}): undefined is "", None "None", True "True", floats as
 /// repr, containers as their repr.
@@ -577,49 +621,48 @@ inline std::string to_display(const Value& v) {
   }
 }
 
-/// Python's repr(x).
-inline std::string repr(const Value& v) {
+/// Python's repr(x), appended to `out` (bounded by kMaxOutputBytes and the work budget).
+inline void repr_into(std::string& out, const Value& v) {
+  charge_work(1);
+  check_built_size(out.size());
   switch (v.type()) {
-    case Value::Type::undefined: return "Undefined";
-    case Value::Type::none: return "None";
-    case Value::Type::boolean: return v.as_bool() ? "True" : "False";
-    case Value::Type::integer: return int_to_str(v.as_int());
-    case Value::Type::floating: return float_repr(v.as_double());
-    case Value::Type::string: return py_repr_string(v.str());
+    case Value::Type::undefined: out += "Undefined"; return;
+    case Value::Type::none: out += "None"; return;
+    case Value::Type::boolean: out += v.as_bool() ? "True" : "False"; return;
+    case Value::Type::integer: out += int_to_str(v.as_int()); return;
+    case Value::Type::floating: out += float_repr(v.as_double()); return;
+    case Value::Type::string:
+      charge_bytes(v.str().size());
+      out += py_repr_string(v.str());
+      return;
     case Value::Type::list: {
-      std::string out = v.is_tuple() ? "(" : "[";
+      out += v.is_tuple() ? "(" : "[";
       const auto& it = v.items();
       for (size_t i = 0; i < it.size(); ++i) {
         if (i) out += ", ";
-        out += repr(it[i]);
+        repr_into(out, it[i]);
       }
       if (v.is_tuple() && it.size() == 1) out += ",";
       out += v.is_tuple() ? ")" : "]";
-      return out;
+      return;
     }
-    case Value::Type::dict: {
-      std::string out = "{";
-      bool first = true;
-      for (const auto& [k, x] : v.dict_ptr()->items()) {
-        if (!first) out += ", ";
-        first = false;
-        out += repr(k) + ": " + repr(x);
-      }
-      return out + "}";
-    }
+    case Value::Type::dict:
     case Value::Type::ns: {
-      std::string out = "<Namespace {";
+      const bool ns = v.is_namespace();
+      out += ns ? "<Namespace {" : "{";
       bool first = true;
-      for (const auto& [k, x] : v.ns_ptr()->attrs.items()) {
+      for (const auto& [k, x] : (ns ? v.ns_ptr()->attrs : *v.dict_ptr()).items()) {
         if (!first) out += ", ";
         first = false;
-        out += repr(k) + ": " + repr(x);
+        repr_into(out, k);
+        out += ": ";
+        repr_into(out, x);
       }
-      return out + "}>";
+      out += ns ? "}>" : "}";
+      return;
     }
-    case Value::Type::function: return "<function " + v.fn().name + ">";
+    case Value::Type::function: out += "<function " + v.fn().name + ">"; return;
   }
-  return "";
 }
 
 /// Options of HF's tojson filter (json.dumps with ensure_ascii=False).
@@ -633,6 +676,8 @@ struct JsonOptions {
 /// serializable (TemplateError, as in Python).
 inline void to_json_into(std::string& out, const Value& v, const JsonOptions& o, int depth) {
   if (depth > 200) throw TemplateError("tojson: value nested too deeply");
+  charge_work(1);
+  check_built_size(out.size());
   auto newline = [&](int d) {
     out += '\n';
     for (int i = 0; i < d; ++i) out += *o.indent;
@@ -648,7 +693,10 @@ inline void to_json_into(std::string& out, const Value& v, const JsonOptions& o,
       else out += float_repr(d);
       return;
     }
-    case Value::Type::string: json_escape_into(out, v.str()); return;
+    case Value::Type::string:
+      charge_bytes(v.str().size());
+      json_escape_into(out, v.str());
+      return;
     case Value::Type::list: {
       const auto& it = v.items();
       if (it.empty()) {
