@@ -217,6 +217,17 @@ BOOST_AUTO_TEST_CASE(limits_stop_hostile_templates) {
   BOOST_TEST(contains(run("{% set a = [1] * 1000000 %}{% set b = [1] * 1000000 %}{{ [a] * 1000 == [b] * 1000 }}"), "kMaxWorkUnits"));
   BOOST_TEST(contains(run("{% set a = ['x' * 1000] * 100000 %}{{ a }}"), "kMaxOutputBytes"));
   BOOST_TEST(contains(run("{% set s = 'a' * 60000000 %}{% for i in range(100000) %}{% if 'b' in s %}{% endif %}{% endfor %}"), "kMaxWorkUnits"));
+  // nesting: values deeper than kMaxValueDepth, and a namespace inside a namespace (a possible cycle)
+  BOOST_TEST(contains(run("{% set ns = namespace(x=[]) %}{% for i in range(100000) %}{% set ns.x = [ns.x] %}{% endfor %}"), "kNamespaceDepth"));
+  BOOST_TEST(contains(run("{% set ns = namespace(x=none) %}{% set ns.x = [ns] %}"), "kNamespaceDepth"));
+  BOOST_TEST(contains(run("{% set ns = namespace(x=none) %}{% set ns.x = ns %}{{ ns }}"), "kNamespaceDepth"));
+  // (a loop cannot nest a value deeper: each iteration's `set` starts from the outer value again)
+  std::string deep = "{% set ns = namespace(v=1) %}{% for i in range(127) %}{% set ns.v = [ns.v] %}{% endfor %}{% set l = [ns.v] %}";
+  for (int k = 0; k < 140; ++k) deep += "{% set l = [l] %}";
+  BOOST_TEST(contains(run(deep), "kMaxValueDepth"));
+  nlohmann::ordered_json nested = 1;
+  for (int k = 0; k < 300; ++k) nested = nlohmann::ordered_json::array({nested});
+  BOOST_TEST(contains(error_of([&] { dots1::jinja::from_json(nested); }), "kMaxValueDepth"));
   // many cheap steps
   std::string sum = "i";
   for (int k = 0; k < 60; ++k) sum += " + i";

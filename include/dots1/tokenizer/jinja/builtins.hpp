@@ -1591,6 +1591,8 @@ inline void Interpreter::install_globals(Scope& g) {
     for (const auto& [k, x] : d->items()) {
       if (k.is_string() && !k.str().empty() && k.str()[0] == '_')
         fail("Chat templates cannot store underscore-prefixed attributes on a namespace, but got '" + k.str() + "'. Please rename the attribute.");
+      if (depth_of(x) >= kNamespaceDepth)
+        fail("a namespace cannot hold a namespace or a value nested " + std::to_string(kNamespaceDepth) + " levels deep (kNamespaceDepth)");
       ns->attrs.set(k, x);
     }
     return Value::ns(ns);

@@ -329,6 +329,7 @@ class Interpreter {
       const Value* ns = scope.find(t.name);
       if (!ns || !ns->is_namespace()) fail("cannot assign attribute on non-namespace object ('" + t.name + "')");
       if (!t.attr.empty() && t.attr[0] == '_') fail("cannot store underscore-prefixed attributes on a namespace ('" + t.attr + "')");
+      check_namespace_value(v);
       ns->ns_ptr()->attrs.set(t.attr, std::move(v));
       return;
     }
@@ -397,6 +398,12 @@ class Interpreter {
     return Flow::normal;
   }
 
+  /// What a namespace may hold (see kNamespaceDepth).
+  static void check_namespace_value(const Value& v) {
+    if (depth_of(v) >= kNamespaceDepth)
+      fail("a namespace cannot hold a namespace or a value nested " + std::to_string(kNamespaceDepth) + " levels deep (kNamespaceDepth)");
+  }
+
   void count_iteration() {
     if (++iterations_ > kMaxLoopIterations)
       fail("the template ran more than " + std::to_string(kMaxLoopIterations) + " loop iterations (limit kMaxLoopIterations)");
@@ -429,6 +436,7 @@ class Interpreter {
   // was defined in. The defining scope is pinned for the rendering (the function holds it weakly, so no
   // reference cycle outlives the rendering).
   Value make_macro(const Stmt& s, const ScopePtr& defining, const std::string& name) {
+    account(sizeof(Scope) + sizeof(Function) + 64);  // the pinned scope lives for the rendering
     pinned_.push_back(defining);
     std::weak_ptr<Scope> where = defining;
     const Stmt* stmt = &s;

@@ -43,6 +43,13 @@ inline constexpr size_t kMaxOutputBytes = 64u << 20;
 /// small value may stand for an enormous one; this bounds the time any operation on it can take.
 inline constexpr uint64_t kMaxWorkUnits = 100'000'000;
 
+/// Nesting of lists and dicts: 256 levels. Every recursive operation on values (printing, ==, tojson,
+/// destruction) is bounded by it. A namespace() counts as kNamespaceDepth levels, whatever it holds, and may
+/// only hold values less deep than that: so it cannot contain itself or another namespace, and a value that
+/// holds a namespace is never deeper than it says, however the namespace changes later.
+inline constexpr int kMaxValueDepth = 256;
+inline constexpr int kNamespaceDepth = 128;
+
 /// The work budget of the rendering running on this thread (null outside a rendering: no limit).
 struct WorkBudget {
   uint64_t left = kMaxWorkUnits;
@@ -282,6 +289,7 @@ class Interpreter;
 struct List {
   std::vector<Value> items;
   bool tuple = false;
+  int depth = 1;  // 1 + the deepest item's depth
 };
 
 /// Arguments of a call: positional, then keyword in call order.
@@ -331,9 +339,7 @@ class Value {
     if (n) str.tainted.push_back({0, n});
     return Value(std::make_shared<const Str>(std::move(str)));
   }
-  static Value list(std::vector<Value> items, bool tuple = false) {
-    return Value(std::make_shared<List>(List{std::move(items), tuple}));
-  }
+  static Value list(std::vector<Value> items, bool tuple = false);
   static Value dict(DictPtr d) { return Value(std::move(d)); }
   static Value function(std::string name, std::function<Value(Interpreter&, CallArgs&)> f) {
     return Value(std::make_shared<const Function>(Function{std::move(name), std::move(f)}));
@@ -447,10 +453,11 @@ class Dict {
   }
   bool contains(const Value& key) const { return find(key) != nullptr; }
 
-  /// Inserts or replaces; throws TemplateError for an unhashable key.
+  /// Inserts or replaces; throws TemplateError for an unhashable key or too deep a value.
   void set(Value key, Value value) {
     const auto k = key_of(key);
     if (!k) throw TemplateError("unhashable type: '" + key.type_name() + "' (a dict key must be a string, number, bool or none)");
+    note_depth(value);
     if (auto it = index_.find(*k); it != index_.end()) {
       items_[it->second].second = std::move(value);
       return;
@@ -470,8 +477,12 @@ class Dict {
   size_t size() const noexcept { return items_.size(); }
   bool empty() const noexcept { return items_.empty(); }
   const std::vector<std::pair<Value, Value>>& items() const noexcept { return items_; }
+  /// 1 + the deepest value's depth (an upper bound once values were replaced).
+  int depth() const noexcept { return depth_; }
 
  private:
+  void note_depth(const Value& v);
+  int depth_ = 1;
   std::vector<std::pair<Value, Value>> items_;
   std::unordered_map<std::string, size_t> index_;
 };
@@ -482,6 +493,34 @@ struct Namespace {
 };
 
 inline DictPtr make_dict() { return std::make_shared<Dict>(); }
+
+/// The nesting depth of a value (0 for scalars; see kMaxValueDepth).
+inline int depth_of(const Value& v) {
+  switch (v.type()) {
+    case Value::Type::list: return v.list_ptr()->depth;
+    case Value::Type::dict: return v.dict_ptr()->depth();
+    case Value::Type::ns: return kNamespaceDepth;
+    default: return 0;
+  }
+}
+
+inline void check_depth(int depth) {
+  if (depth > kMaxValueDepth)
+    throw TemplateError("lists and dicts nested more than " + std::to_string(kMaxValueDepth) + " levels deep (kMaxValueDepth)");
+}
+
+inline Value Value::list(std::vector<Value> items, bool tuple) {
+  int d = 0;
+  for (const auto& x : items) d = std::max(d, depth_of(x));
+  check_depth(d + 1);
+  return Value(std::make_shared<List>(List{std::move(items), tuple, d + 1}));
+}
+
+inline void Dict::note_depth(const Value& v) {
+  const int d = std::max(depth_of(v) + 1, depth_);
+  check_depth(d);
+  depth_ = d;
+}
 
 // ------------------------------------------------------------------------------------------------
 // Python semantics
