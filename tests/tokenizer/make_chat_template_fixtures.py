@@ -72,7 +72,23 @@ CONVERSATIONS = [
     ("thinking_disabled", [("user", "Quick: 1+1?")], True, {"enable_thinking": False}),
     ("markers_in_content", [("user", "{{ not a tag }} {% if x %} <|im_end|> [INST] </s> <|eot_id|> <|endofuserprompt|>")], True, {}),
     ("multiline", [("system", "Rules:\n1. be kind\n2. be brief\n"), ("user", "line one\r\nline two\n\tindented")], True, {}),
+    # tool use (the interpreter's test only: ChatFormat passes role and content and no tools)
+    ("tools", [("system", "You help with weather."), ("user", "Weather in Köln?")], True, {"tools": None}),
+    ("tool_calls", [("user", "Weather in Köln?"),
+                    {"role": "assistant", "content": "", "tool_calls": [
+                        {"type": "function", "id": "call_1", "function": {"name": "get_weather", "arguments": {"city": "Köln", "days": 3}}}]},
+                    {"role": "tool", "content": "{\"temp\": 21.5}", "name": "get_weather", "tool_call_id": "call_1"},
+                    ("assistant", "It is 21.5 °C."), ("user", "Thanks")], True, {"tools": None}),
 ]
+TOOLS = [{"type": "function", "function": {
+    "name": "get_weather", "description": "Weather for a city, in °C.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string", "description": "City name"},
+                                                    "days": {"type": "integer", "enum": [1, 3, 7]}}, "required": ["city"]}}}]
+CONVERSATIONS = [(n, turns, g, {k: (TOOLS if k == "tools" else v) for k, v in kw.items()}) for n, turns, g, kw in CONVERSATIONS]
+
+
+def message(turn):
+    return turn if isinstance(turn, dict) else {"role": turn[0], "content": turn[1]}
 
 # ---------------------------------------------------------------------------------------------------
 # Special tokens apply_chat_template passes (special_tokens_map), per model family: representative values
@@ -313,6 +329,13 @@ UNIT = [
     ("{{ 2.675|round(2) }} {{ 0.5|round }} {{ 1.5|round }} {{ 2.4|round(method='ceil') }} {{ 2.6|round(method='floor') }} {{ 3|round }} {{ -3|abs }} {{ -2.5|abs }} {{ 1234|round(-2) }}", {}),
     ("{{ 42|string|length }} {{ 3.0|string }} {{ none|string }} {{ [1]|string }} {{ 'ab'|count }} {{ {'a': 1}|length }} {{ 'x'|safe }}", {}),
     ("{{ 'a\\nb'|indent(2) }}|{{ 'a\\nb'|indent(2, true) }}|{{ 'a\\n\\nb'|indent(2, first=true, blank=true) }}|{{ 'a\\nb'|indent('> ') }}|{{ 'x\\n'|indent }}", {}),
+    # generators (map, select, unique, items, reverse ... return one-pass iterators) and Markup (|safe, |e)
+    ("{% set g = [1, 2, 3]|select('odd') %}{{ g|list }}{{ g|list }}{% if []|select %}T{% endif %}{{ [1]|map('string') is sequence }}", {}),
+    ("{% set g = [1, 2, 3]|select %}{{ g|first }}{{ g|list }}{% set h = [1, 2, 3]|select %}{{ 2 in h }}{{ h|list }}|{{ ([1, 2]|select)[0] }}|{{ [1, 2]|reverse|join }}", {}),
+    ("{{ [1, 2]|select|length }}", {}),
+    ("{{ [1, 2]|map('string')|tojson }}", {}),
+    ("{{ [1, 2]|select|last }}", {}),
+    ("{{ 'a<'|safe + '<b>' }}|{{ '<b>' + 'a<'|safe }}|{{ ('x'|safe) * 2 }}|{{ '<&\"\''|e }}|{{ 'a'|safe is escaped }}{{ 'a' is escaped }}|{{ ('<'|e)|escape }}|{{ 'x'|safe ~ '<' }}|{{ none|e }}", {}),
     ("{{ 'one two  three'|wordcount }} {{ 'abc'|center(9) }}| {{ 'hello world foo'|truncate(9) }} {{ 'hello world foo'|truncate(9, true) }} {{ 'short'|truncate(9) }}", {}),
     ("{{ [1, 2, 3, 4, 5]|batch(2)|list }} {{ [1, 2, 3]|batch(2, 0)|list }}", {}),
     ("{{ '%s-%d'|format('a', 3) }} {{ '%05.2f|%-4s|%x'|format(3.14159, 'ab', 255) }} {{ '%(a)s!'|format(a='k') }}", {}),
@@ -370,7 +393,9 @@ def tokenizer_cases(folder, name):
     tok = AutoTokenizer.from_pretrained(folder)
     cases = []
     for cname, turns, gen, kwargs in CONVERSATIONS:
-        messages = [{"role": r, "content": c} for r, c in turns]
+        if "tools" in kwargs:
+            continue  # ChatFormat passes no tools
+        messages = [message(t) for t in turns]
         try:
             text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=gen, **kwargs)
             ids = tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=gen, return_dict=False, **kwargs)
@@ -402,7 +427,7 @@ def main():
     else:
         templates = [{k: t[k] for k in ("name", "source", "template")} for t in json.load(open(OUT))["templates"]]
 
-    conversations = [{"name": n, "messages": [{"role": r, "content": c} for r, c in turns], "add_generation_prompt": g, "kwargs": kw}
+    conversations = [{"name": n, "messages": [message(t) for t in turns], "add_generation_prompt": g, "kwargs": kw}
                      for n, turns, g, kw in CONVERSATIONS]
     out_templates = []
     for t in templates:

@@ -292,6 +292,7 @@ inline Value Interpreter::attribute_only(const Value& obj, const std::string& na
       if (dict_mutators().count(name)) return unsafe(obj, name);
       break;
     case Value::Type::list:
+      if (obj.is_iterator()) break;  // a generator has no list methods
       if (list_methods().count(name)) return bound(list_method);
       if (list_mutators().count(name)) return unsafe(obj, name);
       break;
@@ -317,6 +318,7 @@ inline Value Interpreter::getitem(const Value& obj, const Value& key) {
     if (key.is_string()) return Value::undefined("'" + object_type_repr(obj) + "' has no attribute '" + key.str() + "'");
     return Value::undefined("'" + object_type_repr(obj) + "' has no element " + repr(key));
   };
+  if (obj.is_iterator()) return key.is_string() ? attribute_only(obj, key.str()) : missing();
   switch (obj.type()) {
     case Value::Type::dict:
       if (const Value* v = obj.dict_ptr()->find(key)) return *v;
@@ -1041,9 +1043,9 @@ inline bool Interpreter::apply_test(const std::string& name, const Value& v, Cal
   if (name == "string") return none_args(), v.is_string();
   if (name == "mapping") return none_args(), v.is_dict();
   if (name == "iterable") return none_args(), v.is_list() || v.is_dict() || v.is_string() || v.is_undefined();
-  if (name == "sequence") return none_args(), v.is_list() || v.is_dict() || v.is_string() || v.is_undefined();
+  if (name == "sequence") return none_args(), (v.is_list() && !v.is_iterator()) || v.is_dict() || v.is_string() || v.is_undefined();
   if (name == "callable") return none_args(), v.is_function() || v.is_undefined();
-  if (name == "escaped") return none_args(), false;
+  if (name == "escaped") return none_args(), v.is_string() && v.str_ptr()->markup;
   if (name == "lower") return none_args(), py_islower(to_display(v));
   if (name == "upper") return none_args(), py_isupper(to_display(v));
   if (name == "filter") return none_args(), v.is_string() && (known_filters().count(v.str()) || unsupported_filters().count(v.str()));
@@ -1098,7 +1100,9 @@ inline Value Interpreter::apply_filter(const std::string& name, const Value& v, 
     bind(name, a, {});
     switch (v.type()) {
       case Value::Type::string: return Value::integer(static_cast<int64_t>(cp_count(v.str())));
-      case Value::Type::list: return Value::integer(static_cast<int64_t>(v.items().size()));
+      case Value::Type::list:
+        if (v.is_iterator()) fail("object of type 'generator' has no len()");
+        return Value::integer(static_cast<int64_t>(v.items().size()));
       case Value::Type::dict: return Value::integer(static_cast<int64_t>(v.dict_ptr()->size()));
       case Value::Type::undefined: return Value::integer(0);
       default: fail("object of type '" + v.type_name() + "' has no len()");
@@ -1110,7 +1114,11 @@ inline Value Interpreter::apply_filter(const std::string& name, const Value& v, 
   }
   if (name == "safe") {
     bind(name, a, {});
-    return to_str_value(v);
+    return make_markup(to_str_value(v));
+  }
+  if (name == "e" || name == "escape") {
+    bind(name, a, {});
+    return escape(v);
   }
   if (name == "trim") {
     auto p = bind(name, a, {"chars"});
@@ -1188,10 +1196,10 @@ inline Value Interpreter::apply_filter(const std::string& name, const Value& v, 
   }
   if (name == "items") {
     bind(name, a, {});
-    if (v.is_undefined()) return make_list({});
+    if (v.is_undefined()) return make_iterator({});
     if (!v.is_dict()) fail("Can only get item pairs from a mapping.");
     CallArgs none;
-    return dict_method(*this, v, "items", none);
+    return make_iterator(dict_method(*this, v, "items", none).items());
   }
   if (name == "list") {
     bind(name, a, {});
@@ -1200,6 +1208,12 @@ inline Value Interpreter::apply_filter(const std::string& name, const Value& v, 
   if (name == "first" || name == "last") {
     bind(name, a, {});
     if (name == "last" && v.is_undefined()) fail(v.undefined_hint());
+    if (name == "last" && v.is_iterator()) fail("'generator' object is not reversible");
+    if (name == "first" && v.is_iterator()) {  // next(iter(gen)): takes one item
+      List& l = *v.list_ptr();
+      if (l.consumed >= l.items.size()) return Value::undefined("No first item, sequence was empty.");
+      return l.items[l.consumed++];
+    }
     std::vector<Value> items = iterate(v);
     if (items.empty()) return Value::undefined(std::string("No ") + name + " item, sequence was empty.");
     return name == "first" ? items.front() : items.back();
@@ -1210,9 +1224,10 @@ inline Value Interpreter::apply_filter(const std::string& name, const Value& v, 
       CallArgs none;
       return slice(v, Value::none(), Value::none(), Value::integer(-1));
     }
+    const bool reversible = (v.is_list() && !v.is_iterator()) || v.is_dict();
     std::vector<Value> items = iterate(v);
     std::reverse(items.begin(), items.end());
-    return make_list(std::move(items));
+    return reversible ? make_iterator(std::move(items)) : make_list(std::move(items));  // reversed(x), else list(x)[::-1]
   }
   if (name == "sort") {
     auto p = bind(name, a, {"reverse", "case_sensitive", "attribute"});
@@ -1259,7 +1274,7 @@ inline Value Interpreter::apply_filter(const std::string& name, const Value& v, 
       if (!ks) fail("unhashable type: '" + k.type_name() + "'");
       if (seen.insert(*ks).second) out.push_back(item);
     }
-    return make_list(std::move(out));
+    return make_iterator(std::move(out));
   }
   if (name == "min" || name == "max") {
     auto p = bind(name, a, {"case_sensitive", "attribute"});
@@ -1286,7 +1301,7 @@ inline Value Interpreter::apply_filter(const std::string& name, const Value& v, 
   }
   if (name == "map") {
     std::vector<Value> out;
-    if (!truthy(v)) return make_list({});
+    if (!truthy(v)) return make_iterator({});
     const std::vector<Value> items = iterate(v);
     if (a.positional.empty()) {
       std::optional<Value> attribute, dflt;
@@ -1301,7 +1316,7 @@ inline Value Interpreter::apply_filter(const std::string& name, const Value& v, 
         if (x.is_undefined() && dflt) x = *dflt;
         out.push_back(std::move(x));
       }
-      return make_list(std::move(out));
+      return make_iterator(std::move(out));
     }
     if (!a.positional[0].is_string()) fail("map: the filter name must be a string");
     const std::string filter = a.positional[0].str();
@@ -1313,13 +1328,13 @@ inline Value Interpreter::apply_filter(const std::string& name, const Value& v, 
       CallArgs copy = rest;
       out.push_back(apply_filter(filter, item, copy));
     }
-    return make_list(std::move(out));
+    return make_iterator(std::move(out));
   }
   if (name == "select" || name == "reject" || name == "selectattr" || name == "rejectattr") {
     const bool attr = name == "selectattr" || name == "rejectattr";
     const bool keep_if = name == "select" || name == "selectattr";
     std::vector<Value> out;
-    if (!truthy(v)) return make_list({});
+    if (!truthy(v)) return make_iterator({});
     size_t k = 0;
     std::optional<Value> attribute;
     if (attr) {
@@ -1346,7 +1361,7 @@ inline Value Interpreter::apply_filter(const std::string& name, const Value& v, 
       }
       if (r == keep_if) out.push_back(item);
     }
-    return make_list(std::move(out));
+    return make_iterator(std::move(out));
   }
   if (name == "attr") {
     auto p = bind(name, a, {"name"});
@@ -1510,7 +1525,7 @@ inline Value Interpreter::apply_filter(const std::string& name, const Value& v, 
         while (static_cast<int64_t>(cur.size()) < n) cur.push_back(*p[1]);
       out.push_back(make_list(std::move(cur)));
     }
-    return make_list(std::move(out));
+    return make_iterator(std::move(out));
   }
   if (name == "format") {
     if (!a.positional.empty() && !a.keyword.empty()) fail("can't handle positional and keyword arguments at the same time");

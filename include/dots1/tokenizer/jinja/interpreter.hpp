@@ -125,6 +125,20 @@ class Interpreter {
     account(text.size() + sizeof(Str));
     return Value::string(std::make_shared<const Str>(Str{std::move(text), std::move(tainted)}));
   }
+  /// markupsafe.Markup of a string value (the same text, marked safe).
+  Value make_markup(const Value& s) {
+    if (s.str_ptr()->markup) return s;
+    Str m = *s.str_ptr();
+    m.markup = true;
+    account(m.text.size() + sizeof(Str));
+    return Value::string(std::make_shared<const Str>(std::move(m)));
+  }
+  /// markupsafe.escape: a Markup as it is, anything else HTML-escaped into a Markup.
+  Value escape(const Value& v) {
+    const Value s = to_str_value(v);
+    if (s.str_ptr()->markup) return s;
+    return make_markup(derived_str(html_escape(s.str()), s.str_ptr()->is_tainted()));
+  }
   /// A string computed from inputs: wholly tainted when any input was.
   Value derived_str(std::string text, bool tainted) {
     std::vector<Span> t;
@@ -135,6 +149,12 @@ class Interpreter {
     check_size(items.size() * sizeof(Value), "a list");
     account(items.size() * sizeof(Value) + sizeof(List));
     return Value::list(std::move(items), tuple);
+  }
+  /// A one-pass iterator over `items` (what Jinja's generator filters return).
+  Value make_iterator(std::vector<Value> items) {
+    Value v = make_list(std::move(items));
+    v.list_ptr()->iterator = true;
+    return v;
   }
   /// s[pos, pos + len) in bytes, with exact taint.
   Value substr(const Value& s, size_t pos, size_t len) {
@@ -163,6 +183,12 @@ class Interpreter {
     switch (v.type()) {
       case Value::Type::list:
         account(v.items().size() * sizeof(Value));
+        if (v.is_iterator()) {  // produces what is left, once
+          List& l = *v.list_ptr();
+          std::vector<Value> rest(l.items.begin() + static_cast<std::ptrdiff_t>(l.consumed), l.items.end());
+          l.consumed = l.items.size();
+          return rest;
+        }
         return v.items();
       case Value::Type::dict: {
         account(v.dict_ptr()->size() * sizeof(Value));
@@ -655,6 +681,12 @@ class Interpreter {
         charge_bytes(container.str().size());
         return container.str().find(item.str()) != std::string::npos;
       case Value::Type::list:
+        if (container.is_iterator()) {
+          List& l = *container.list_ptr();
+          while (l.consumed < l.items.size())
+            if (equals(l.items[l.consumed++], item)) return true;
+          return false;
+        }
         for (const auto& x : container.items())
           if (equals(x, item)) return true;
         return false;
@@ -803,8 +835,12 @@ class Interpreter {
       return unsupported();
     }
     if (op == "+") {
-      if (a.is_string() && b.is_string()) return concat(a, b);
-      if (a.is_list() && b.is_list() && a.is_tuple() == b.is_tuple()) {
+      if (a.is_string() && b.is_string()) {
+        // Markup + str escapes the str (markupsafe), and the result is Markup
+        if (a.str_ptr()->markup || b.str_ptr()->markup) return make_markup(concat(escape(a), escape(b)));
+        return concat(a, b);
+      }
+      if (a.is_list() && b.is_list() && a.is_tuple() == b.is_tuple() && !a.is_iterator() && !b.is_iterator()) {
         std::vector<Value> items = a.items();
         items.insert(items.end(), b.items().begin(), b.items().end());
         return make_list(std::move(items), a.is_tuple());
@@ -812,8 +848,13 @@ class Interpreter {
       return unsupported();
     }
     if (op == "*") {
-      if ((a.is_string() || a.is_list()) && b.is_integral()) return repeat(a, b.as_int());
-      if ((b.is_string() || b.is_list()) && a.is_integral()) return repeat(b, a.as_int());
+      const Value* seq = (a.is_string() || (a.is_list() && !a.is_iterator())) && b.is_integral() ? &a
+                         : (b.is_string() || (b.is_list() && !b.is_iterator())) && a.is_integral() ? &b
+                                                                                               : nullptr;
+      if (seq) {
+        Value r = repeat(*seq, (seq == &a ? b : a).as_int());
+        return seq->is_string() && seq->str_ptr()->markup ? make_markup(r) : r;
+      }
     }
     return unsupported();
   }
@@ -826,6 +867,7 @@ class Interpreter {
       return v.as_int();
     };
     if (obj.is_undefined()) fail(obj.undefined_hint());
+    if (obj.is_iterator()) return Value::undefined("'generator' object is not subscriptable");
     if (!obj.is_string() && !obj.is_list()) {
       if (obj.is_none()) return Value::undefined("'None' has no slice");
       fail("'" + obj.type_name() + "' object is not subscriptable");

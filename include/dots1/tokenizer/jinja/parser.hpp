@@ -579,12 +579,12 @@ inline const std::unordered_set<std::string>& known_filters() {
       "abs", "attr", "capitalize", "count", "d", "default", "dictsort", "first", "float", "indent", "int", "items", "join",
       "last", "length", "list", "lower", "map", "max", "min", "reject", "rejectattr", "replace", "reverse", "round",
       "safe", "select", "selectattr", "sort", "string", "sum", "title", "tojson", "trim", "unique", "upper", "wordcount",
-      "center", "batch", "format", "truncate", "groupby"};
+      "center", "batch", "format", "truncate", "e", "escape"};
   return f;
 }
 /// Filters Jinja has that dots1 does not run (a template using one gets a clear error, not a wrong output).
 inline const std::unordered_set<std::string>& unsupported_filters() {
-  static const std::unordered_set<std::string> f = {"e", "escape", "filesizeformat", "forceescape", "pprint", "random", "slice",
+  static const std::unordered_set<std::string> f = {"groupby", "filesizeformat", "forceescape", "pprint", "random", "slice",
                                                     "striptags", "urlencode", "urlize", "wordwrap", "xmlattr"};
   return f;
 }

@@ -108,6 +108,7 @@ inline std::vector<Span> clip_spans(const std::vector<Span>& s, size_t pos, size
 struct Str {
   std::string text;
   std::vector<Span> tainted;
+  bool markup = false;  // markupsafe.Markup (from |safe or |escape): `+` HTML-escapes a plain str joined to it
   bool is_tainted() const noexcept { return !tainted.empty(); }
 };
 using StrPtr = std::shared_ptr<const Str>;
@@ -253,6 +254,23 @@ inline std::string py_repr_string(std::string_view s) {
   return out;
 }
 
+/// markupsafe.escape: & < > " ' as HTML entities.
+inline std::string html_escape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&#34;"; break;
+      case '\'': out += "&#39;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
 /// json.dumps of a string with ensure_ascii=False: only ", \ and control characters are escaped.
 inline void json_escape_into(std::string& out, std::string_view s) {
   out += '"';
@@ -285,11 +303,16 @@ class Value;
 class Dict;
 class Interpreter;
 
-/// A list or a tuple (tuples print with parentheses and are never equal to lists, as in Python).
+/// A list or a tuple (tuples print with parentheses and are never equal to lists, as in Python), or a
+/// one-pass iterator: what Jinja's map, select, reject, selectattr, rejectattr, unique, items, batch and
+/// reverse return (Python generators: always true, no len(), not JSON serializable, and iterating them
+/// consumes them).
 struct List {
   std::vector<Value> items;
   bool tuple = false;
   int depth = 1;  // 1 + the deepest item's depth
+  bool iterator = false;
+  size_t consumed = 0;  // iterator: items before this were produced already
 };
 
 /// Arguments of a call: positional, then keyword in call order.
@@ -368,6 +391,7 @@ class Value {
   const ListPtr& list_ptr() const { return std::get<ListPtr>(v_); }
   const std::vector<Value>& items() const { return std::get<ListPtr>(v_)->items; }
   bool is_tuple() const { return std::get<ListPtr>(v_)->tuple; }
+  bool is_iterator() const { return is_list() && std::get<ListPtr>(v_)->iterator; }
   const DictPtr& dict_ptr() const { return std::get<DictPtr>(v_); }
   const Function& fn() const { return *std::get<FunctionPtr>(v_); }
   const NamespacePtr& ns_ptr() const { return std::get<NamespacePtr>(v_); }
@@ -401,7 +425,7 @@ class Value {
       case Type::integer: return "int";
       case Type::floating: return "float";
       case Type::string: return "str";
-      case Type::list: return is_tuple() ? "tuple" : "list";
+      case Type::list: return is_iterator() ? "generator" : is_tuple() ? "tuple" : "list";
       case Type::dict: return "dict";
       case Type::function: return "function";
       case Type::ns: return "Namespace";
@@ -534,7 +558,7 @@ inline bool truthy(const Value& v) {
     case Value::Type::integer: return v.as_int() != 0;
     case Value::Type::floating: return v.as_double() != 0.0;
     case Value::Type::string: return !v.str().empty();
-    case Value::Type::list: return !v.items().empty();
+    case Value::Type::list: return v.is_iterator() || !v.items().empty();
     case Value::Type::dict: return !v.dict_ptr()->empty();
     default: return true;
   }
@@ -556,7 +580,7 @@ inline bool equals(const Value& a, const Value& b) {
       charge_bytes(a.str().size());
       return a.str() == b.str();
     case Value::Type::list: {
-      if (a.is_tuple() != b.is_tuple()) return false;
+      if (a.is_tuple() != b.is_tuple() || a.is_iterator() || b.is_iterator()) return a.list_ptr() == b.list_ptr();
       if (a.list_ptr() == b.list_ptr()) return true;  // Python compares container items by identity first
       const auto &x = a.items(), &y = b.items();
       if (x.size() != y.size()) return false;
@@ -611,7 +635,7 @@ inline int compare(const Value& a, const Value& b, std::string_view op) {
     const int c = a.str().compare(b.str());  // UTF-8 byte order is code point order
     return c < 0 ? -1 : (c > 0 ? 1 : 0);
   }
-  if (a.is_list() && b.is_list() && a.is_tuple() == b.is_tuple()) {
+  if (a.is_list() && b.is_list() && a.is_tuple() == b.is_tuple() && !a.is_iterator() && !b.is_iterator()) {
     const auto &x = a.items(), &y = b.items();
     for (size_t i = 0; i < x.size() && i < y.size(); ++i) {
       if (equals(x[i], y[i])) continue;
@@ -675,6 +699,10 @@ inline void repr_into(std::string& out, const Value& v) {
       out += py_repr_string(v.str());
       return;
     case Value::Type::list: {
+      if (v.is_iterator()) {
+        out += "<generator object>";
+        return;
+      }
       out += v.is_tuple() ? "(" : "[";
       const auto& it = v.items();
       for (size_t i = 0; i < it.size(); ++i) {
@@ -737,6 +765,7 @@ inline void to_json_into(std::string& out, const Value& v, const JsonOptions& o,
       json_escape_into(out, v.str());
       return;
     case Value::Type::list: {
+      if (v.is_iterator()) throw TemplateError("Object of type generator is not JSON serializable");
       const auto& it = v.items();
       if (it.empty()) {
         out += "[]";
