@@ -449,6 +449,15 @@ class Value {
 /// the same key (the first spelling stays, the last value wins), as in Python.
 class Dict {
  public:
+  /// The lookup key of a string key ("s" + text; built by appending, which GCC 12's -Wrestrict accepts).
+  static std::string str_key(std::string_view k) {
+    std::string s;
+    s.reserve(k.size() + 1);
+    s += 's';
+    s.append(k);
+    return s;
+  }
+
   /// The lookup key of `k`, or nullopt when k cannot be a key (lists, dicts: unhashable).
   static std::optional<std::string> key_of(const Value& k) {
     switch (k.type()) {
@@ -460,7 +469,7 @@ class Dict {
         if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9.2e18) return "i" + std::to_string(static_cast<int64_t>(d));
         return "f" + float_repr(d);
       }
-      case Value::Type::string: return "s" + k.str();
+      case Value::Type::string: return str_key(k.str());
       default: return std::nullopt;
     }
   }
@@ -472,7 +481,7 @@ class Dict {
     return it == index_.end() ? nullptr : &items_[it->second].second;
   }
   const Value* find(std::string_view key) const {
-    auto it = index_.find("s" + std::string(key));
+    auto it = index_.find(str_key(key));
     return it == index_.end() ? nullptr : &items_[it->second].second;
   }
   bool contains(const Value& key) const { return find(key) != nullptr; }
@@ -493,7 +502,7 @@ class Dict {
 
   /// The position of `key` in items() (for updating a value in place), or npos.
   size_t slot(std::string_view key) const {
-    auto it = index_.find("s" + std::string(key));
+    auto it = index_.find(str_key(key));
     return it == index_.end() ? static_cast<size_t>(-1) : it->second;
   }
   Value& value_at(size_t slot) { return items_[slot].second; }
