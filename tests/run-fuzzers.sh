@@ -6,7 +6,7 @@
 #   bash tests/run-fuzzers.sh                    # 20 s per target (the CI bound)
 #   bash tests/run-fuzzers.sh 3600               # a long run: an hour per target
 #   bash tests/run-fuzzers.sh 60 config forward  # some targets only (safetensors config tokenizer_json
-#                                                #   tokenizer_encode forward trace json cli_args)
+#                                                #   tokenizer_encode forward trace json cli_args chat_template)
 #
 # Environment: DOTS1_FUZZ_BUILD_DIR (default build/fuzz), DOTS1_FUZZ_WORK (default <build>/runs: the corpora
 # the runs grow, crash files, logs; the seeds in tests/fuzz/corpus are read, never written), DOTS1_JOBS,
@@ -22,7 +22,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 seconds=${1:-20}
 shift $(($# > 0 ? 1 : 0))
 targets=("$@")
-((${#targets[@]})) || targets=(safetensors config tokenizer_json tokenizer_encode forward trace json cli_args)
+((${#targets[@]})) || targets=(safetensors config tokenizer_json tokenizer_encode forward trace json cli_args chat_template)
 build=$(realpath -m "${DOTS1_FUZZ_BUILD_DIR:-$root/build/fuzz}")  # absolute: the runs change directory
 work=$(realpath -m "${DOTS1_FUZZ_WORK:-$build/runs}")
 jobs=${DOTS1_JOBS:-$(nproc)}

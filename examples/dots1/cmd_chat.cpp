@@ -1,12 +1,14 @@
 // dots1 chat --model DIR [--system TEXT] [sampling options] [--print-prompt]
-// An interactive loop in the model's chat format (dots.llm1: <|system|>, <|userprompt|>, <|response|>).
-// Each answer streams to stdout and stops at <|endofresponse|>; the KV cache is kept across turns, so
-// the history is never re-read. One message per line on stdin; a line ending in a backslash continues on
-// the next line (the message then holds a newline there). An empty message is ignored. Commands (a line
-// that is exactly one of them): /help, /reset (start over), /undo (take the last exchange back: the cache is
-// cropped to where it began), /regenerate (answer the last message again: a new draw when sampling),
-// /quit. Ctrl-D (end of input) quits. A message the tokenizer refuses (invalid UTF-8) or that does not fit
-// the context is reported and the conversation goes on. Notices go to stderr.
+// An interactive loop in the model's chat format: the folder's Jinja chat_template, else dots.llm1's
+// (<|system|>, <|userprompt|>, <|response|>). Each answer streams to stdout and stops at the template's
+// end-of-turn token (<|endofresponse|>), eos or generation_config's eos; the KV cache is kept across turns, so
+// the history is never re-read. Markers typed in a message are plain text. One message per line on stdin; a
+// line ending in a backslash continues on the next line (the message then holds a newline there). An empty
+// message is ignored. Commands (a line that is exactly one of them): /help, /reset (start over), /undo (take
+// the last exchange back: the cache is cropped to where it began), /regenerate (answer the last message
+// again: a new draw when sampling), /quit. Ctrl-D (end of input) quits. A message the tokenizer refuses
+// (invalid UTF-8), that the template refuses (its raise_exception) or that does not fit the context is
+// reported and the conversation goes on. Notices go to stderr.
 #include <cstdio>
 #include <iostream>
 #include <optional>
@@ -125,6 +127,9 @@ void run_chat(const ChatOptions& o) {
     } catch (const dots1::TokenizerError& e) {  // e.g. invalid UTF-8: the conversation is unchanged
       std::fprintf(stderr, "(message not sent: %s)\n", e.what());
       continue;
+    } catch (const dots1::TemplateError& e) {  // the template's raise_exception (a role order it refuses)
+      std::fprintf(stderr, "(message not sent: %s)\n", e.what());
+      continue;
     }
     if (session.last_finish_reason() == dots1::FinishReason::context)
       std::fprintf(stderr, "(the answer stopped at the end of the model's context: /undo or /reset to go on)\n");
@@ -134,7 +139,7 @@ void run_chat(const ChatOptions& o) {
 
 void add_chat_command(CLI::App& app) {
   auto o = std::make_shared<ChatOptions>();
-  auto* cmd = app.add_subcommand("chat", "Chat with an instruct model in its chat format (KV cache kept across turns)");
+  auto* cmd = app.add_subcommand("chat", "Chat with an instruct model in its chat template (KV cache kept across turns)");
   cmd->add_option("--model", o->model, "HF checkpoint folder with tokenizer.json")->default_val(dots1_cli::default_model_dir());
   cmd->add_option("--system", o->system, "system message (none by default)");
   o->sampling.add_to(cmd);

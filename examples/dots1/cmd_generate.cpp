@@ -9,10 +9,14 @@
 // One line of timing goes to stderr, and so does every warning of the generation. Options not given come
 // from the checkpoint's generation_config.json, then HF's defaults. The edits, when given, apply to every
 // forward of the generation (what does the model say without this head or expert?).
+// --chat wraps the prompt in the checkpoint's chat template as one user turn (after --system) with the
+// generation prompt, as ChatFormat encodes it (the texts as plain text: no special tokens in them), and also
+// stops at the template's end-of-turn token.
 // With --parallel (under mpirun) every rank loads its shard and runs the same generation (sampling with one
 // seed, rank 0's, so that every rank draws the same tokens); only rank 0 prints.
 #include <omp.h>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
@@ -151,6 +155,8 @@ struct OutputOptions {
 struct GenerateOptions {
   std::string model;
   PromptOptions prompt;
+  bool chat = false;                  // --chat: the prompt as one user turn in the model's chat format
+  std::optional<std::string> system;  // --system: a system turn before it
   dots1_cli::SamplingOptions sampling;
   StopOptions stopping;
   OutputOptions output;
@@ -231,8 +237,18 @@ void run_generate(const GenerateOptions& o) {
 /// The prompt's ids: the text encoded with the checkpoint's tokenizer, or --ids.
 std::vector<int64_t> prompt_ids(const GenerateOptions& o, const std::optional<dots1::Tokenizer>& tokenizer, const dots1::Dots1Config& config) {
   std::vector<int64_t> prompt;
-  if (!o.prompt.is_text()) return dots1_cli::parse_int_list(o.prompt.ids, "--ids", {.min = 0, .max = config.vocab_size - 1});
-  for (int32_t id : tokenizer->encode(o.prompt.read_text())) prompt.push_back(id);
+  if (!o.prompt.is_text()) {
+    if (o.chat) throw dots1::InputError("--chat: the chat template applies to a text prompt (--prompt or --prompt-file), not to --ids");
+    return dots1_cli::parse_int_list(o.prompt.ids, "--ids", {.min = 0, .max = config.vocab_size - 1});
+  }
+  if (o.chat) {  // [system,] user in the checkpoint's chat template (or dots.llm1's), with the generation prompt
+    std::vector<dots1::ChatMessage> messages;
+    if (o.system) messages.push_back({"system", *o.system});
+    messages.push_back({"user", o.prompt.read_text()});
+    for (int32_t id : dots1::ChatFormat::for_tokenizer(*tokenizer).encode(*tokenizer, messages, /*add_generation_prompt=*/true)) prompt.push_back(id);
+  } else {
+    for (int32_t id : tokenizer->encode(o.prompt.read_text())) prompt.push_back(id);
+  }
   if (prompt.empty()) throw dots1::InputError(std::string(o.prompt.file_opt->count() ? "--prompt-file" : "--prompt") + ": the text encodes to no tokens");
   return prompt;
 }
@@ -252,6 +268,9 @@ void generate_on_this_rank(const GenerateOptions& o, const std::shared_ptr<const
   auto options = o.sampling.resolve_for(o.model, config, past_context);
   o.stopping.apply(options);
   o.output.apply(options);
+  if (o.chat)  // the answer also ends at the template's end-of-turn token
+    for (int32_t id : dots1::ChatFormat::for_tokenizer(*tokenizer).stop_token_ids(*tokenizer))
+      if (std::find(options.eos_token_id.begin(), options.eos_token_id.end(), id) == options.eos_token_id.end()) options.eos_token_id.push_back(id);
   // (a prompt that fits but whose --max-new-tokens would pass the context stops there, finish reason
   // "context"; --context-limit warn goes on past it, as HF does)
 
@@ -312,6 +331,8 @@ void add_generate_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("generate", "Generate a continuation of a prompt (greedy or sampled, as HF's generate)");
   cmd->add_option("--model", o->model, "HF checkpoint folder")->default_val(dots1_cli::default_model_dir());
   o->prompt.add_to(cmd);
+  auto* chat = cmd->add_flag("--chat", o->chat, "apply the model's chat template: the prompt as one user turn, then the assistant's turn");
+  cmd->add_option("--system", o->system, "with --chat: a system message before the prompt")->needs(chat);
   o->sampling.add_to(cmd);
   o->stopping.add_to(cmd);
   o->output.add_to(cmd);

@@ -102,8 +102,30 @@ class TokenizerError : public Error {
   using Error::Error;
 };
 
-/// The machine lacks a resource a request needs (memory for a model, a cache, an output), detected before it
-/// is used; the message names what is needed and what is available.
+/// A Jinja chat template that cannot be parsed or rendered: a syntax error, a construct outside the
+/// subset dots1 implements, a runtime error (an undefined value used, a type mismatch), a resource limit,
+/// or the template's own raise_exception('...'). message() is the bare message (for raise_exception, the
+/// template's text exactly); line() and column() locate it in the template (1-based; 0 when unknown).
+class TemplateError : public Error {
+ public:
+  explicit TemplateError(std::string message, int line = 0, int column = 0)
+      : Error(located(message, line, column)), message_(std::move(message)), line_(line), column_(column) {}
+  const std::string& message() const noexcept { return message_; }
+  int line() const noexcept { return line_; }
+  int column() const noexcept { return column_; }
+
+ private:
+  static std::string located(const std::string& message, int line, int column) {
+    if (line <= 0) return "chat template: " + message;
+    std::string where = "chat template, line " + std::to_string(line);
+    if (column > 0) where += ", column " + std::to_string(column);
+    return where + ": " + message;
+  }
+  std::string message_;
+  int line_, column_;
+};
+
+/// The machine lacks a resource a request needs (memory for a model), detected before it is used.
 class ResourceError : public Error {
  public:
   using Error::Error;
@@ -123,6 +145,7 @@ inline const char* error_type_name(const std::exception& e) {
   if (dynamic_cast<const CheckpointError*>(&e)) return "CheckpointError";
   if (dynamic_cast<const InputError*>(&e)) return "InputError";
   if (dynamic_cast<const TokenizerError*>(&e)) return "TokenizerError";
+  if (dynamic_cast<const TemplateError*>(&e)) return "TemplateError";
   if (dynamic_cast<const ResourceError*>(&e)) return "ResourceError";
   if (dynamic_cast<const GenerationError*>(&e)) return "GenerationError";
   if (dynamic_cast<const Error*>(&e)) return "Error";

@@ -122,6 +122,17 @@ write("forward", "positions_keep", json.dumps({"input_ids": [[11, 12, 13, 14]], 
                                                "logits_to_keep": [0, -1]}))
 write("forward", "broadcast_positions", json.dumps({"input_ids": [[1, 2], [3, 4]], "position_ids": [[7, 8]], "logits_to_keep": 1}))
 
+# ---- chat_template: real chat templates (from the chat-template fixture) and one-construct templates
+chat = json.loads((fixtures / "tokenizer" / "chat_templates.json").read_text(encoding="utf-8"))
+for t in chat["templates"]:
+    if t["name"] in ("llama.cpp/meta-llama-Llama-3.1-8B-Instruct", "llama.cpp/Qwen-Qwen3-0.6B", "llama.cpp/google-gemma-2-2b-it",
+                     "llama.cpp/mistralai-Mistral-Nemo-Instruct-2407", "llama.cpp/openai-gpt-oss-120b",
+                     "llama.cpp/CohereForAI-c4ai-command-r-plus-tool_use", "ollama/phi3:3.8b", "ollama/deepseek-v3:671b",
+                     "dots1/kjv-tiny", "dots1/ms-swift"):
+        write("chat_template", t["name"].replace("/", "_").replace(":", "_").replace(".", "_"), t["template"])
+for i, u in enumerate(chat["unit"][:40]):
+    write("chat_template", f"unit_{i:02d}", u["template"])
+
 # ---- regressions: inputs that once found bugs (the fuzzers replay them on every run)
 write("safetensors", "regression_f64_bytes_wrap", safetensors([("w", "F64", [2**61], b"")]))  # 2^64 bytes wrapped to 0
 gqa = json.loads((fixtures / "model" / "gqa_dense2" / "config.json").read_text())

@@ -1,12 +1,16 @@
 // dots1/generation/chat_session.hpp — a multi-turn chat that keeps its KV cache across turns.
 //
-// Each turn renders only the new part of the conversation in the model's chat format (dots.llm1:
-// <|system|>..<|endofsystem|><|userprompt|>..<|endofuserprompt|><|response|>), feeds just those tokens
-// through the cache, and generates the answer until a stop token (<|endofresponse|>, <|endoftext|>).
-// The history is never re-read: the cache always holds exactly the rendered conversation so far.
+// Each turn renders the conversation in the model's chat format (the checkpoint's Jinja chat_template, or
+// the built-in dots.llm1 format), feeds only the text the cache does not hold yet, and generates the
+// answer until a stop token (the format's end-of-turn marker, the tokenizer's eos_token, and the
+// GenerationConfig's eos_token_id). Message contents are encoded as plain text (ChatFormat): a user cannot
+// forge turns by typing the markers. After an answer the cache is closed as the template renders the
+// finished turn (e.g. "<|im_end|>\n"). The cache always holds exactly the text of rendered(); when a
+// template does not render a conversation as an extension of the previous turn's text (Qwen3 drops old
+// reasoning, some templates trim answers), the next turn re-reads the whole conversation instead.
 // undo() takes the last exchange back and regenerate() answers the last user turn again, both by cropping
 // the cache back to a turn boundary (KvCache::crop; a fresh prefill of the kept tokens when a sliding
-// window has already dropped keys).
+// window has already dropped keys, or when the turn had re-read the conversation).
 #pragma once
 
 #include <algorithm>
@@ -35,7 +39,11 @@ class ChatSession {
       : model_(model), tok_(tokenizer), format_(std::move(format)), options_(std::move(options)), system_(std::move(system)),
         rng_(options_.seed ? *options_.seed : std::random_device{}()) {
     format_.require_tokens(tok_);  // the turn markers must be tokens (tokenizer/chat_format.hpp)
-    for (int32_t id : format_.stop_token_ids(tok_)) stops_.push_back(id);
+    auto add_stop = [&](int64_t id) {
+      if (std::find(stops_.begin(), stops_.end(), id) == stops_.end()) stops_.push_back(id);
+    };
+    for (int32_t id : format_.stop_token_ids(tok_)) add_stop(id);
+    for (int64_t id : options_.eos_token_id) add_stop(id);
     if (stops_.empty()) throw TokenizerError("chat: the tokenizer has none of the chat format's stop tokens");
     reset();
   }
@@ -50,33 +58,41 @@ class ChatSession {
     cache_ = std::make_shared<typename Model::Cache>(model_.make_cache(1));
   }
 
-  /// The tokens this turn would add before the answer (the user turn and the generation prompt).
-  std::vector<int32_t> pending_tokens(const std::string& user) const {
-    auto next = messages_;
-    next.push_back({"user", user});
-    const std::string full = format_.render(next, /*add_generation_prompt=*/true);
-    if (full.compare(0, rendered_.size(), rendered_) != 0)
-      throw Error("chat: the rendered conversation does not extend the previous one (the chat format is not append-only)");
-    // The history ends with a special token (or is empty), so the new text tokenizes on its own exactly as
-    // it would inside the whole conversation.
-    return tok_.encode(std::string_view(full).substr(rendered_.size()));
-  }
+  /// The tokens this turn would feed before the answer: the user turn and the generation prompt, after
+  /// what the cache holds; or the whole conversation when the format does not render it as an extension
+  /// of the cached text (see the top of this file).
+  std::vector<int32_t> pending_tokens(const std::string& user) const { return plan(user).tokens; }
 
   /// Adds the user's turn, generates the answer (streamed through on_text as UTF-8 pieces) and returns it.
-  /// Throws InputError, leaving the conversation unchanged, if the turn does not fit the model's context.
+  /// Throws InputError, leaving the conversation unchanged, if the turn does not fit the model's context;
+  /// a template's raise_exception (e.g. a role order it refuses) is a TemplateError, also before anything
+  /// changes.
   std::string reply(const std::string& user, const std::function<void(const std::string&)>& on_text = {}) {
-    const std::vector<int32_t> turn = pending_tokens(user);
+    const Plan turn = plan(user);
     const int64_t context = model_.config().max_position_embeddings;
-    const auto used = static_cast<int64_t>(tokens_.size());
-    if (used + static_cast<int64_t>(turn.size()) + 1 > context)
-      throw InputError("chat: this message is " + std::to_string(turn.size()) + " tokens and the conversation already holds " +
+    const auto used = turn.restart ? int64_t{0} : static_cast<int64_t>(tokens_.size());
+    if (turn.tokens.empty()) throw InputError("chat: the chat format renders this message as nothing new");
+    if (used + static_cast<int64_t>(turn.tokens.size()) + 1 > context)
+      throw InputError("chat: this message is " + std::to_string(turn.tokens.size()) + " tokens and the conversation already holds " +
                        std::to_string(used) + "; the model's context is " + std::to_string(context) +
                        " tokens (max_position_embeddings). Send a shorter message or start over.");
-    Turn t{messages_.size(), rendered_, tokens_.size(), tokens_.size() + turn.size(), turn.back()};
+    Turn t;
+    t.messages_before = messages_.size();
+    t.rendered_before = rendered_;
+    t.tokens_before = tokens_.size();
+    if (turn.restart) {  // the turn re-reads the conversation: undo() feeds the old tokens again
+      t.restarted = true;
+      t.tokens_saved = tokens_;
+      tokens_.clear();
+      cache_ = std::make_shared<typename Model::Cache>(model_.make_cache(1));
+    }
+    t.tokens_after_prompt = tokens_.size() + turn.tokens.size();
+    t.last_prompt_token = turn.tokens.back();
+    t.rendered_prompt = turn.rendered.text;
     messages_.push_back({"user", user});
-    rendered_ = format_.render(messages_, true);
+    rendered_ = turn.rendered.text;
     turns_.push_back(std::move(t));
-    return answer_or_drop_turn(std::vector<int64_t>(turn.begin(), turn.end()), on_text);
+    return answer_or_drop_turn(std::vector<int64_t>(turn.tokens.begin(), turn.tokens.end()), on_text);
   }
 
   /// Forgets the last exchange (user turn and answer): the conversation, and the cache cropped back to where
@@ -85,7 +101,8 @@ class ChatSession {
     if (turns_.empty()) return false;
     const Turn t = std::move(turns_.back());
     turns_.pop_back();
-    crop_to(t.tokens_before);
+    if (t.restarted) refill(t.tokens_saved);
+    else crop_to(t.tokens_before);
     messages_.resize(t.messages_before);
     rendered_ = t.rendered_before;
     return true;
@@ -100,7 +117,7 @@ class ChatSession {
     // the answer's first token was chosen from the logits of the turn's last token: feed that one again
     crop_to(t.tokens_after_prompt - 1);
     messages_.pop_back();  // the old answer
-    rendered_ = format_.render(messages_, true);
+    rendered_ = t.rendered_prompt;
     return answer_or_drop_turn({t.last_prompt_token}, on_text);
   }
 
@@ -111,21 +128,44 @@ class ChatSession {
   size_t turns() const { return turns_.size(); }
 
   const std::vector<ChatMessage>& messages() const { return messages_; }
-  /// The whole conversation as rendered so far (what the cache holds).
+  /// The text the cache holds: the conversation as rendered so far (after a template that rewrote the
+  /// last answer, the answer as generated).
   const std::string& rendered() const { return rendered_; }
   /// Every token fed through the model so far; the cache holds exactly these.
   const std::vector<int64_t>& tokens() const { return tokens_; }
   int64_t cached_tokens() const { return cache_->seq_length(); }
 
  private:
+  struct Plan {
+    RenderedChat rendered;        // the conversation with the new user turn and the generation prompt
+    std::vector<int32_t> tokens;  // what to feed
+    bool restart = false;         // feed from an empty cache
+  };
+
   /// Where an exchange began in the conversation, the cache and the messages.
   struct Turn {
-    size_t messages_before;
+    size_t messages_before = 0;
     std::string rendered_before;
-    size_t tokens_before;        // tokens fed before the user turn
-    size_t tokens_after_prompt;  // ... and after it (the generation prompt included)
-    int64_t last_prompt_token;   // the turn's last token, whose logits choose the answer's first
+    size_t tokens_before = 0;             // tokens fed before the user turn
+    bool restarted = false;               // the turn re-read the whole conversation into a fresh cache ...
+    std::vector<int64_t> tokens_saved;    // ... which held these tokens before it
+    size_t tokens_after_prompt = 0;       // tokens after the user turn (the generation prompt included)
+    int64_t last_prompt_token = 0;        // the turn's last token, whose logits choose the answer's first
+    std::string rendered_prompt;          // the conversation up to the generation prompt
   };
+
+  Plan plan(const std::string& user) const {
+    auto next = messages_;
+    next.push_back({"user", user});
+    Plan p;
+    p.rendered = format_.render_chat(next, /*add_generation_prompt=*/true);
+    const bool extends = p.rendered.text.compare(0, rendered_.size(), rendered_) == 0 && p.rendered.text.size() >= rendered_.size();
+    p.restart = !extends || tokens_.empty();
+    // The cached text normally ends with a special token, so the new text tokenizes on its own exactly as
+    // it would inside the whole conversation.
+    p.tokens = ChatFormat::encode_rendered(tok_, p.rendered, p.restart ? 0 : rendered_.size());
+    return p;
+  }
 
   /// answer() for the last turn; if it fails, the turn is dropped (as undo() would) before the error goes on,
   /// so the conversation stays one the cache holds.
@@ -138,11 +178,10 @@ class ChatSession {
     }
   }
 
-  /// Feeds `feed` (the rest of the prompt) and generates the answer; closes the turn in the cache.
+  /// Feeds `feed` (the rest of the prompt), generates the answer and closes the turn in the cache.
   std::string answer(std::vector<int64_t> feed, const std::function<void(const std::string&)>& on_text) {
     const int64_t context = model_.config().max_position_embeddings;
-    const ResolvedGenerationConfig rc =
-        resolve(options_, static_cast<int64_t>(tokens_.size() + feed.size()), context, model_.config().vocab_size);
+    const ResolvedGenerationConfig rc = resolve(options_, static_cast<int64_t>(tokens_.size() + feed.size()), context, model_.config().vocab_size);
     detail::NextTokenChooser<Model> chooser(model_, rc);
     const int64_t no_pads = 0;
     // Feed the new turn (one prefill of just these tokens), then one token per step. The answer ends at a
@@ -166,12 +205,29 @@ class ChatSession {
         if (auto piece = stream.step(static_cast<int32_t>(next))) on_text(*piece);
       feed = {next};
     }
-    // Close the turn in the cache as the format renders it: the format's end-of-answer token (whichever stop
-    // token the model chose, or none when the length ran out).
-    step(chooser, {stops_.front()});
     const std::string text = tok_.decode(answer, /*skip_special=*/true);
     messages_.push_back({"assistant", text});
-    rendered_ = format_.render(messages_, false);
+    // Close the turn in the cache as the format renders the finished conversation: whatever follows the
+    // answer's text (the end-of-turn marker and what the template puts after it), whichever stop token the
+    // model chose, or none when the length ran out.
+    const std::string held = rendered_ + tok_.decode(answer, /*skip_special=*/false);
+    rendered_ = held;  // what the cache holds now
+    RenderedChat closed;
+    try {
+      closed = format_.render_chat(messages_, false);
+    } catch (const TemplateError&) {
+      return text;  // a template that refuses this history: the next turn reports it (or re-reads)
+    }
+    if (closed.text.size() >= held.size() && closed.text.compare(0, held.size(), held) == 0) {
+      const std::vector<int32_t> tail = ChatFormat::encode_rendered(tok_, closed, held.size());
+      if (tail.empty()) {
+        rendered_ = closed.text;
+      } else if (static_cast<int64_t>(tokens_.size() + tail.size()) <= context) {
+        step(chooser, std::vector<int64_t>(tail.begin(), tail.end()));
+        rendered_ = closed.text;
+      }
+    }
+    // else the template rewrote the answer (dropped reasoning, trimmed it): the next turn re-reads
     return text;
   }
 
@@ -179,15 +235,19 @@ class ChatSession {
   /// already dropped keys it would need, a fresh cache fed the kept tokens in one prefill (equal up to
   /// the rounding of a prefill against step-by-step feeding).
   void crop_to(size_t n) {
-    if (!cache_->crop(static_cast<int64_t>(n))) {
-      cache_ = std::make_shared<typename Model::Cache>(model_.make_cache(1));
-      if (n > 0) {
-        ForwardInput in = ForwardInput::from_ids({std::vector<int64_t>(tokens_.begin(), tokens_.begin() + static_cast<std::ptrdiff_t>(n))});
-        in.logits_to_keep = 1;
-        model_.forward(in, cache_);
-      }
-    }
+    if (!cache_->crop(static_cast<int64_t>(n))) refill(std::vector<int64_t>(tokens_.begin(), tokens_.begin() + static_cast<std::ptrdiff_t>(n)));
     tokens_.resize(n);
+  }
+
+  /// A fresh cache holding `tokens` (one prefill).
+  void refill(std::vector<int64_t> tokens) {
+    cache_ = std::make_shared<typename Model::Cache>(model_.make_cache(1));
+    if (!tokens.empty()) {
+      ForwardInput in = ForwardInput::from_ids({tokens});
+      in.logits_to_keep = 1;
+      model_.forward(in, cache_);
+    }
+    tokens_ = std::move(tokens);
   }
 
   /// Feeds `ids` through the cache; `chooser` keeps the logits of the last position.
@@ -208,9 +268,9 @@ class ChatSession {
   std::vector<ChatMessage> messages_;
   std::string rendered_;
   std::vector<int64_t> tokens_;
-  std::shared_ptr<typename Model::Cache> cache_;
   std::vector<Turn> turns_;
   FinishReason finish_reason_ = FinishReason::none;
+  std::shared_ptr<typename Model::Cache> cache_;
 };
 
 }  // namespace dots1

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -20,6 +21,17 @@
 #include "dots1/tokenizer/normalizer.hpp"
 
 namespace dots1::tok {
+
+/// A byte range [begin, end) of a text.
+struct TextRange {
+  size_t begin = 0, end = 0;
+};
+
+/// Whether [b, e) overlaps one of the sorted, disjoint `ranges`.
+inline bool overlaps(std::span<const TextRange> ranges, size_t b, size_t e) {
+  auto it = std::upper_bound(ranges.begin(), ranges.end(), b, [](size_t x, const TextRange& r) { return x < r.end; });
+  return it != ranges.end() && it->begin < e;
+}
 
 /// One added token, with HF's flags.
 struct AddedToken {
@@ -109,9 +121,11 @@ class AddedVocabulary {
   /// HF's find_matches + split_with_indices on `text`, with the raw (normalized == false) or the
   /// normalized token set: calls f(piece, id) for each added token found (id >= 0) and for each stretch
   /// of other text (id == -1). Empty text yields one empty stretch, as in HF. When `parse_special` is
-  /// false, special tokens are left in the text (HF's encode_special_tokens = true).
+  /// false, special tokens are left in the text (HF's encode_special_tokens = true). A special token that
+  /// overlaps one of the sorted, disjoint `plain` ranges is left in the text too (text a user wrote: see
+  /// ChatFormat), and the search goes on from the byte after its start.
   template <class F>
-  void split(std::string_view text, bool normalized_set, bool parse_special, F&& f) const {
+  void split(std::string_view text, bool normalized_set, bool parse_special, F&& f, std::span<const TextRange> plain = {}) const {
     const Matcher& m = normalized_set ? normalized_ : raw_;
     if (text.empty() || m.patterns.empty()) {
       f(text, -1);
@@ -125,6 +139,10 @@ class AddedVocabulary {
       pos = mstart + mlen;  // the automaton goes on after this match whether or not it is kept
       const AddedToken& tok = by_id_.at(id);
       if (!parse_special && tok.special) continue;
+      if (tok.special && !plain.empty() && overlaps(plain, mstart, mstart + mlen)) {
+        pos = mstart + 1;  // a template marker may still start inside the rejected match's extent
+        continue;
+      }
       size_t start = mstart, stop = mstart + mlen;
       if (tok.single_word) {
         const bool start_space = start == 0 || !ends_with_word(text.substr(0, start));

@@ -116,26 +116,44 @@ class Tokenizer {
     return ids;
   }
 
-  /// Appends the ids of `text` to `ids`.
-  void encode_into(std::string_view text, bool parse_special, std::vector<int32_t>& ids) const {
+  /// encode(text) with special tokens parsed only outside the sorted, disjoint byte ranges `plain`: a
+  /// special token that overlaps one of them is tokenized as text (the chat format passes the ranges that
+  /// came from message contents, so that a user cannot write the template's markers). The rest of the
+  /// pipeline is the same, so without special-token text in `plain` the ids are encode(text)'s. (A
+  /// special token with normalized = true, rare, is parsed only in stretches that touch no plain range.)
+  std::vector<int32_t> encode(std::string_view text, std::span<const tok::TextRange> plain) const {
+    std::vector<int32_t> ids;
+    ids.reserve(text.size() / 3 + 4);
+    encode_into(text, true, ids, plain);
+    return ids;
+  }
+
+  /// Appends the ids of `text` to `ids` (`plain`: as in encode(text, plain)).
+  void encode_into(std::string_view text, bool parse_special, std::vector<int32_t>& ids,
+                   std::span<const tok::TextRange> plain = {}) const {
     tok::validate_utf8(text);
     const Impl& m = *impl_;
-    m.added.split(text, false, parse_special, [&](std::string_view piece, int32_t id) {
-      if (id >= 0) {
-        ids.push_back(id);
-        return;
-      }
-      if (piece.empty()) return;  // HF drops empty splits here (matters for ByteLevel add_prefix_space)
-      std::string normalized;
-      const std::string_view norm = m.normalizer.apply(piece, normalized) ? std::string_view(normalized) : piece;
-      m.added.split(norm, true, parse_special, [&](std::string_view sub, int32_t id2) {
-        if (id2 >= 0) {
-          ids.push_back(id2);
-          return;
-        }
-        m.pre.run(sub, [&](std::string_view word) { m.model.tokenize(word, ids); });
-      });
-    });
+    m.added.split(
+        text, false, parse_special,
+        [&](std::string_view piece, int32_t id) {
+          if (id >= 0) {
+            ids.push_back(id);
+            return;
+          }
+          if (piece.empty()) return;  // HF drops empty splits here (matters for ByteLevel add_prefix_space)
+          const size_t at = static_cast<size_t>(piece.data() - text.data());
+          const bool piece_special = parse_special && (plain.empty() || !tok::overlaps(plain, at, at + piece.size()));
+          std::string normalized;
+          const std::string_view norm = m.normalizer.apply(piece, normalized) ? std::string_view(normalized) : piece;
+          m.added.split(norm, true, piece_special, [&](std::string_view sub, int32_t id2) {
+            if (id2 >= 0) {
+              ids.push_back(id2);
+              return;
+            }
+            m.pre.run(sub, [&](std::string_view word) { m.model.tokenize(word, ids); });
+          });
+        },
+        plain);
   }
 
   /// encode() of each text, on `num_threads` OpenMP threads (0: OpenMP's default). Results are the
@@ -224,6 +242,11 @@ class Tokenizer {
   std::optional<int32_t> eos_id() const { return impl_->special.eos ? std::optional(impl_->special.eos->id) : std::nullopt; }
   std::optional<int32_t> pad_id() const { return impl_->special.pad ? std::optional(impl_->special.pad->id) : std::nullopt; }
 
+  /// The special tokens apply_chat_template passes to a chat template as variables, as HF's
+  /// special_tokens_map: bos_token, eos_token, unk_token, sep_token, pad_token, cls_token, mask_token (those
+  /// tokenizer_config.json sets, as strings) and the named extra_special_tokens (a dict there).
+  const std::vector<std::pair<std::string, std::string>>& template_special_tokens() const noexcept { return impl_->template_tokens; }
+
   /// The Jinja chat template of the checkpoint, if it has one (see ChatFormat::for_tokenizer).
   const std::optional<std::string>& chat_template() const noexcept { return impl_->chat_template; }
 
@@ -250,6 +273,7 @@ class Tokenizer {
     std::vector<uint8_t> present;         // per id: is it a token
     std::vector<uint8_t> special_string;  // per id: its decode string is a special token's content
     SpecialTokens special;
+    std::vector<std::pair<std::string, std::string>> template_tokens;
     std::optional<std::string> chat_template;
 
     void load(tok::TokenizerJson tj, const std::string& path, const nlohmann::json* config, const std::string& config_path) {
@@ -406,6 +430,17 @@ class Tokenizer {
       special.eos = resolve("eos_token");
       special.pad = resolve("pad_token");
       special.unk = resolve("unk_token");
+      auto content_of = [&](const nlohmann::json& v) -> std::optional<std::string> {
+        if (v.is_string()) return v.get<std::string>();
+        if (v.is_object() && v.contains("content") && v["content"].is_string()) return v["content"].get<std::string>();
+        return std::nullopt;
+      };
+      for (const char* field : {"bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"})
+        if (c.contains(field))
+          if (auto s = content_of(c[field])) template_tokens.emplace_back(field, *s);
+      if (c.contains("extra_special_tokens") && c["extra_special_tokens"].is_object())
+        for (const auto& [k, v] : c["extra_special_tokens"].items())
+          if (auto s = content_of(v)) template_tokens.emplace_back(k, *s);
       if (c.contains("chat_template") && !c["chat_template"].is_null()) chat_template = pick_template(c["chat_template"], path);
     }
   };
