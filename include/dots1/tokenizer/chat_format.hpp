@@ -182,7 +182,7 @@ class ChatFormat {
     if (needed.empty()) missing = "(none: the template has no end-of-turn marker and the tokenizer no eos_token)";
     if (!missing.empty())
       throw TokenizerError("chat: the tokenizer " + shown(tokenizer.origin()) + " has no token for the " + std::string(name()) +
-                           " chat format's turn marker(s) " + missing +
+                           " chat format's marker(s) " + missing +
                            ", so they would be read as plain text (is this a base model's tokenizer? dots.llm1.inst's has them as added "
                            "tokens)");
   }
