@@ -37,16 +37,14 @@
 #include <dots1/bench/traffic.hpp>
 #include <dots1/io/memory_plan.hpp>
 
-#include "cpu_model.hpp"
 
 #include "commands.hpp"
-#include "gpu_model.hpp"
+#include "tool_model.hpp"
 #include "parallel_options.hpp"
 #include "tool_support.hpp"
 
 namespace {
 
-using Model = dots1::CpuModel;
 using dots1::bench::Summary;
 
 struct BenchOptions {
@@ -96,33 +94,22 @@ Timing with_comm(Timing t, const dots1::Parallel& par, const dots1::CommStats& b
   return t;
 }
 
-/// Prefill of `ids` into `cache` in forwards of at most `ubatch` tokens, logits for the last position only.
-Timing prefill(Model& model, const std::vector<int64_t>& ids, const std::shared_ptr<Model::Cache>& cache, int64_t ubatch) {
+/// Prefill of `ids` into the model's bench cache in forwards of at most `ubatch` tokens, logits for the last
+/// position only (as generate()'s prefill).
+Timing prefill(dots1_cli::ToolModel& model, const std::vector<int64_t>& ids, int64_t ubatch) {
   const dots1::CommStats comm0 = model.parallel().stats();
-  const double c0 = dots1::bench::process_cpu_seconds(), t0 = dots1::bench::seconds_now();
-  for (size_t at = 0; at < ids.size(); at += static_cast<size_t>(ubatch)) {
-    const size_t end = std::min(ids.size(), at + static_cast<size_t>(ubatch));
-    auto in = dots1::ForwardInput::from_ids({std::vector<int64_t>(ids.begin() + static_cast<std::ptrdiff_t>(at), ids.begin() + static_cast<std::ptrdiff_t>(end))});
-    in.logits_to_keep = dots1::LogitsToKeep(int64_t{1});
-    model.forward(in, cache);
-  }
-  return with_comm({dots1::bench::seconds_now() - t0, dots1::bench::process_cpu_seconds() - c0}, model.parallel(), comm0);
+  const double c0 = dots1::bench::process_cpu_seconds();
+  const double wall = model.prefill(ids, ubatch);
+  return with_comm({wall, dots1::bench::process_cpu_seconds() - c0}, model.parallel(), comm0);
 }
 
-/// `steps` one-token forwards through `cache` (random tokens).
-Timing decode(Model& model, std::mt19937_64& rng, int64_t steps, const std::shared_ptr<Model::Cache>& cache) {
+/// `steps` one-token forwards through the bench cache (random tokens), each with its greedy token choice.
+Timing decode(dots1_cli::ToolModel& model, std::mt19937_64& rng, int64_t steps) {
   const auto ids = random_tokens(rng, steps, model.config().vocab_size);
-  dots1::ForwardInput in;
-  in.batch = 1;
-  in.seq = 1;
-  in.input_ids = {0};
   const dots1::CommStats comm0 = model.parallel().stats();
-  const double c0 = dots1::bench::process_cpu_seconds(), t0 = dots1::bench::seconds_now();
-  for (int64_t s = 0; s < steps; ++s) {
-    in.input_ids[0] = ids[static_cast<size_t>(s)];
-    model.forward(in, cache);
-  }
-  return with_comm({dots1::bench::seconds_now() - t0, dots1::bench::process_cpu_seconds() - c0}, model.parallel(), comm0);
+  const double c0 = dots1::bench::process_cpu_seconds();
+  const double wall = model.decode(ids);
+  return with_comm({wall, dots1::bench::process_cpu_seconds() - c0}, model.parallel(), comm0);
 }
 
 nlohmann::json summary_json(const Summary& s) { return {{"min", s.min}, {"median", s.median}, {"max", s.max}, {"values", s.values}}; }
@@ -178,7 +165,20 @@ struct BenchModelSpec {
 };
 
 void bench_on_this_rank(const BenchOptions& o, dots1::WeightFormat format, const std::vector<int64_t>& contexts, int threads,
-                        const std::shared_ptr<const dots1::Parallel>& par);
+                        const dots1_cli::ModelRequest& split_request);
+
+/// What the tool loads for this bench: the checkpoint, or random weights for the config (generated on
+/// `threads` threads), in `format`; no progress bar.
+dots1_cli::ModelRequest model_request(const BenchOptions& o, const BenchModelSpec& spec, dots1::WeightFormat format, int threads) {
+  dots1_cli::ModelRequest r;
+  if (spec.checkpoint) r.dir = o.model;
+  r.config = spec.config;
+  r.seed = o.seed;
+  r.threads = threads;
+  r.format = format;
+  r.progress = false;
+  return r;
+}
 
 /// The workload against the model, before anything is generated, loaded or measured: every prefill and
 /// decode run must fit the model's context, and on the CPU the largest KV cache and (for --config) the
@@ -210,7 +210,6 @@ void bench_gpu(const BenchOptions& o, dots1::WeightFormat format, const std::vec
   namespace bench = dots1::bench;
   if (!o.parallel.spec.empty()) throw dots1::InputError("--device cuda does not combine with --parallel");
   if (o.model.empty() && o.config.empty()) throw dots1::InputError("bench --device cuda: give --model DIR or --config FILE");
-  dots1_cli::gpu::require();
   const BenchModelSpec spec = BenchModelSpec::from(o, format);
   check_workload(o, spec, contexts, format, /*host=*/false);
   const auto& ck = spec.checkpoint;
@@ -226,7 +225,7 @@ void bench_gpu(const BenchOptions& o, dots1::WeightFormat format, const std::vec
   j["workload"] = {{"prompt", o.prompt}, {"gen", o.gen}, {"contexts", contexts}, {"repeat", o.repeat}, {"batch", 1}, {"ubatch", o.ubatch}};
   j["limits"] = {{"hbm_gbs", o.hbm_gbs}};
   const double t_load = bench::seconds_now();
-  auto model = ck ? dots1_cli::gpu::Model::from_pretrained(o.model, format) : dots1_cli::gpu::Model::random(config, o.seed, format, threads);
+  auto model = dots1_cli::load_model("cuda", model_request(o, spec, format, threads));
   j["load_seconds"] = bench::seconds_now() - t_load;
   j["gpu"] = model->device();
   j["device_weight_bytes"] = model->weight_bytes();
@@ -321,16 +320,16 @@ void run_bench(const BenchOptions& o) {
   const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
   omp_set_num_threads(threads);
   // split across the ranks of an MPI run: every rank runs the workload, rank 0 reports
-  std::shared_ptr<const dots1::Parallel> par = dots1::Parallel::single();
+  dots1_cli::ModelRequest split_request;
   if (!o.model.empty() || !o.config.empty())
-    par = o.parallel.start(o.model.empty() ? dots1::Dots1Config::load(o.config) : dots1::Checkpoint::open(o.model).config());
-  dots1_cli::on_every_rank(*par, [&] { bench_on_this_rank(o, format, contexts, threads, par); });
+    o.parallel.request(split_request, o.model.empty() ? dots1::Dots1Config::load(o.config) : dots1::Checkpoint::open(o.model).config());
+  dots1_cli::on_every_rank(split_request, [&] { bench_on_this_rank(o, format, contexts, threads, split_request); });
 }
 
 void bench_on_this_rank(const BenchOptions& o, dots1::WeightFormat format, const std::vector<int64_t>& contexts, int threads,
-                        const std::shared_ptr<const dots1::Parallel>& par) {
+                        const dots1_cli::ModelRequest& split_request) {
   namespace bench = dots1::bench;
-  const bool root = par->rank() == 0, split = !par->is_single();
+  const bool root = !split_request.world || split_request.world->rank() == 0, split = split_request.plan.has_value();
   const bool text = !o.json && root;
   nlohmann::json j;
   j["threads"] = threads;
@@ -387,30 +386,28 @@ void bench_on_this_rank(const BenchOptions& o, dots1::WeightFormat format, const
     std::fflush(stdout);
   }
   const double t_load = bench::seconds_now();
-  Model model = split ? [&] {  // only this rank's shard is read (or generated)
-    if (!ck) return Model(config, dots1::RandomWeights(spec.description.tensors, o.seed, format), par);
-    return Model(config, *ck, format, par);
-  }() : ck ? Model::from_pretrained(o.model, format) : [&] {
-    const dots1::RandomWeights random(spec.description.tensors, o.seed, format);  // = Model::random(config, seed, format)
-    return Model(config, dots1_cli::PreloadedWeights(random, threads));
-  }();
+  dots1_cli::ModelRequest request = model_request(o, spec, format, threads);
+  request.plan = split_request.plan;
+  request.world = split_request.world;
+  const auto model = dots1_cli::load_model("cpu", request);  // a split model reads (or generates) only this rank's shard
+  const dots1::Parallel& par = model->parallel();
   const double load_s = bench::seconds_now() - t_load;
   j["load_seconds"] = load_s;
   if (text) std::printf("loaded in %.1f s\n", load_s);
   if (split) {
-    j["parallel"] = {{"ranks", par->size()}, {"plan", par->plan().str()}, {"communicator", par->world().describe()}};
+    j["parallel"] = {{"ranks", par.size()}, {"plan", par.plan().str()}, {"communicator", par.world().describe()}};
     if (text)
-      std::printf("split over %d ranks (%s, %s), %d thread(s) per rank: weights per rank %s (the whole model: %s)\n", par->size(),
-                  par->plan().str().c_str(), par->world().describe().c_str(), threads, gb(static_cast<double>(model.weight_bytes())).c_str(),
+      std::printf("split over %d ranks (%s, %s), %d thread(s) per rank: weights per rank %s (the whole model: %s)\n", par.size(),
+                  par.plan().str().c_str(), par.world().describe().c_str(), threads, gb(static_cast<double>(model->weight_bytes())).c_str(),
                   gb(traffic.resident_weight_bytes()).c_str());
   }
 
   // ---- warm-up (first touch of every page on the decode path, OpenMP pool start)
   std::mt19937_64 rng(o.seed * 0x9E3779B97F4A7C15ull + 12345);
   {
-    auto cache = std::make_shared<Model::Cache>(model.make_cache(1));
-    prefill(model, random_tokens(rng, std::min<int64_t>(16, std::max<int64_t>(o.prompt, 1)), V), cache, o.ubatch);
-    decode(model, rng, 4, cache);
+    model->new_cache(std::min<int64_t>(16, std::max<int64_t>(o.prompt, 1)) + 4);
+    prefill(*model, random_tokens(rng, std::min<int64_t>(16, std::max<int64_t>(o.prompt, 1)), V), o.ubatch);
+    decode(*model, rng, 4);
   }
 
   // ---- runs
@@ -426,10 +423,9 @@ void bench_on_this_rank(const BenchOptions& o, dots1::WeightFormat format, const
   int64_t max_cache_tokens = 0;
   for (int r = 0; r < o.repeat; ++r) {
     if (o.prompt > 0) {
-      auto cache = std::make_shared<Model::Cache>(model.make_cache(1));
-      cache->reserve(o.prompt);
+      model->new_cache(o.prompt);
       max_cache_tokens = std::max(max_cache_tokens, o.prompt);
-      const Timing tm = prefill(model, random_tokens(rng, o.prompt, V), cache, o.ubatch);
+      const Timing tm = prefill(*model, random_tokens(rng, o.prompt, V), o.ubatch);
       const double t = tm.wall;
       prompt_s.push_back(t);
       prompt_cpu.push_back(tm.cpu);
@@ -442,11 +438,10 @@ void bench_on_this_rank(const BenchOptions& o, dots1::WeightFormat format, const
     for (size_t ci = 0; ci < contexts.size(); ++ci) {
       const int64_t C = contexts[ci];
       if (o.gen <= 0) continue;
-      auto cache = std::make_shared<Model::Cache>(model.make_cache(1));
-      cache->reserve(C + o.gen);
+      model->new_cache(C + o.gen);
       max_cache_tokens = std::max(max_cache_tokens, C + o.gen);
-      if (C > 0) prefill(model, random_tokens(rng, C, V), cache, o.ubatch);
-      const Timing tm = decode(model, rng, o.gen, cache);
+      if (C > 0) prefill(*model, random_tokens(rng, C, V), o.ubatch);
+      const Timing tm = decode(*model, rng, o.gen);
       const double t = tm.wall;
       decode_s[ci].push_back(t);
       decode_cpu[ci].push_back(tm.cpu);
@@ -547,13 +542,13 @@ void bench_on_this_rank(const BenchOptions& o, dots1::WeightFormat format, const
                  {"peak_over_weights_plus_kv", peak / budget}};
   j["load_average_end"] = bench::load_average();
   if (split) {  // every rank's weights and memory
-    std::vector<int64_t> mine{static_cast<int64_t>(model.weight_bytes()), bench::proc_status_bytes("VmRSS"), bench::proc_status_bytes("RssAnon"),
+    std::vector<int64_t> mine{static_cast<int64_t>(model->weight_bytes()), bench::proc_status_bytes("VmRSS"), bench::proc_status_bytes("RssAnon"),
                               bench::proc_status_bytes("RssFile"), bench::peak_resident_bytes()};
-    std::vector<int64_t> all(mine.size() * static_cast<size_t>(par->size()));
-    par->world().all_gather_host(mine.data(), mine.size(), all.data());
+    std::vector<int64_t> all(mine.size() * static_cast<size_t>(par.size()));
+    par.world().all_gather_host(mine.data(), mine.size(), all.data());
     j["memory"]["ranks"] = nlohmann::json::array();
     if (text) std::printf("per rank:  weights            VmRSS   (RssAnon, RssFile)       VmHWM   weights / whole model\n");
-    for (int r = 0; r < par->size(); ++r) {
+    for (int r = 0; r < par.size(); ++r) {
       const int64_t* m = all.data() + static_cast<size_t>(r) * mine.size();
       j["memory"]["ranks"].push_back({{"rank", r}, {"weight_bytes", m[0]}, {"vm_rss", m[1]}, {"rss_anon", m[2]}, {"rss_file", m[3]}, {"vm_hwm", m[4]}});
       if (text)

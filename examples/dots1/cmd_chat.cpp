@@ -16,13 +16,13 @@
 
 #include <unistd.h>
 
-#include "cpu_model.hpp"
+#include <filesystem>
+
 #include <dots1/generation.hpp>
-#include <dots1/generation/chat_session.hpp>
 #include <dots1/tokenizer.hpp>
 
 #include "commands.hpp"
-#include "load_model.hpp"
+#include "tool_model.hpp"
 #include "sampling_options.hpp"
 
 namespace {
@@ -32,6 +32,7 @@ struct ChatOptions {
   std::optional<std::string> system;
   dots1_cli::SamplingOptions sampling;
   bool print_prompt = false;
+  std::string device = "cpu";
 };
 
 constexpr const char* kHelp =
@@ -66,10 +67,15 @@ void print_piece(const std::string& piece) {
 }
 
 void run_chat(const ChatOptions& o) {
-  auto model = dots1_cli::load_cpu_model(o.model);
+  const auto config = dots1::Dots1Config::load(std::filesystem::path(o.model) / "config.json");
+  const auto options = o.sampling.resolve_for(o.model, config);  // before loading: an option that cannot fit fails at once
   const auto tokenizer = dots1::Tokenizer::from_folder(o.model);
   const auto format = dots1::ChatFormat::for_tokenizer(tokenizer);
-  dots1::ChatSession<dots1::CpuModel> session(model, tokenizer, format, o.sampling.resolve_for(o.model, model.config()), o.system);
+  dots1_cli::ModelRequest request;
+  request.dir = o.model;
+  const auto model = dots1_cli::load_model(o.device, request);
+  const auto chat = model->chat(tokenizer, format, options, o.system);
+  auto& session = *chat;
   const bool interactive = ::isatty(STDIN_FILENO);
   if (interactive)
     std::fprintf(stderr, "dots1 chat (%s). One message per line (\\ at the end continues it); /help lists the commands; Ctrl-D quits.\n",
@@ -144,6 +150,9 @@ void add_chat_command(CLI::App& app) {
   cmd->add_option("--system", o->system, "system message (none by default)");
   o->sampling.add_to(cmd);
   cmd->add_flag("--print-prompt", o->print_prompt, "after each answer, print the rendered conversation and the cache size to stderr");
+  cmd->add_option("--device", o->device, "cpu, or cuda (the chat on the GPU model; needs a dots1 built with CUDA)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->callback([o] { run_chat(*o); });
 }
 

@@ -1,6 +1,7 @@
 // dots1 forward --model DIR --input IN.json --out OUT.safetensors [--hidden-states] [--attentions] [--parallel ep=N|tp=N|ep=a,tp=b]
 //               [--device cpu|cuda]
-// One Dots1ForCausalLM forward on the CPU (or, with --device cuda, on the GPU); writes float32 logits [B,S',V], loss (when labels were given),
+// One Dots1ForCausalLM forward on the CPU (or, with --device cuda, on the GPU: the same code, tool_model.hpp);
+// writes float32 logits [B,S',V], loss (when labels were given),
 // hidden_states.{i} and attentions.{i} on request. Under mpirun with --parallel every rank loads its shard
 // and rank 0 writes the file.
 #include <cstdio>
@@ -8,18 +9,15 @@
 
 #include <dots1/base/json_input.hpp>
 
-#include "cpu_model.hpp"
+#include <dots1/io/forward_json.hpp>
+#include <dots1/io/safetensors.hpp>
 
 #include "commands.hpp"
-#include "gpu_model.hpp"
-#include "load_model.hpp"
 #include "parallel_options.hpp"
+#include "tool_model.hpp"
 #include "tool_support.hpp"
 
 namespace {
-
-struct ForwardOptions;
-void forward_and_write(const ForwardOptions& o, const dots1::ForwardInput& input, const std::shared_ptr<const dots1::Parallel>& par);
 
 struct ForwardOptions {
   std::string model, input, out;
@@ -28,9 +26,8 @@ struct ForwardOptions {
   std::string device = "cpu";
 };
 
-/// The forward's outputs as a safetensors file (CPU and GPU outputs alike).
-template <class Out>
-void write_forward_output(const std::string& path, const Out& out) {
+/// The forward's outputs as a safetensors file.
+void write_forward_output(const std::string& path, const dots1_cli::ForwardResult& out) {
   std::vector<dots1::TensorToWrite> tensors;
   tensors.push_back(dots1::TensorToWrite::from<float>("logits", out.logits.shape, out.logits.values));
   if (out.loss) {
@@ -44,38 +41,27 @@ void write_forward_output(const std::string& path, const Out& out) {
   dots1::write_safetensors(path, tensors);
 }
 
-/// --device cuda: the model on the GPU (weights as stored: bf16 checkpoints stay bf16 there).
-void forward_on_gpu(const ForwardOptions& o, const dots1::ForwardInput& input) {
-  if (!o.parallel.spec.empty()) throw dots1::InputError("--device cuda does not combine with --parallel");
-  dots1_cli::gpu::require();
-  auto model = dots1_cli::gpu::Model::from_pretrained(o.model);
-  const auto out = model->forward(input);
-  write_forward_output(o.out, out);
-  std::fprintf(stderr, "dots1 forward: logits [%lld, %lld, %lld]%s written to %s (on %s)\n", (long long)out.logits.shape[0], (long long)out.logits.shape[1],
-               (long long)out.logits.shape[2], out.loss ? (", loss " + std::to_string(*out.loss)).c_str() : "", o.out.c_str(), model->device().c_str());
-}
-
 void run_forward(const ForwardOptions& o) {
   const nlohmann::json j = dots1::io::read_json_file(o.input, "forward input file", dots1::limits::kMaxForwardInputBytes,
                                                      [&](const std::string& problem) { throw dots1::InputError(o.input + ": not valid JSON: " + problem); });
   dots1::ForwardInput input = dots1::forward_input_from_json(j);
-  dots1_cli::check_context_length(dots1::Dots1Config::load(std::filesystem::path(o.model) / "config.json"), input.seq,
-                                  "--input (rows of " + std::to_string(input.seq) + " tokens)");
+  const auto config = dots1::Dots1Config::load(std::filesystem::path(o.model) / "config.json");
+  dots1_cli::check_context_length(config, input.seq, "--input (rows of " + std::to_string(input.seq) + " tokens)");
   input.output_hidden_states = o.hidden_states;
   input.output_attentions = o.attentions;
-  if (o.device == "cuda") return forward_on_gpu(o, input);
-  const auto par = o.parallel.start(dots1::Checkpoint::open(o.model).config());
-  dots1_cli::on_every_rank(*par, [&] { forward_and_write(o, input, par); });
-}
-
-void forward_and_write(const ForwardOptions& o, const dots1::ForwardInput& input, const std::shared_ptr<const dots1::Parallel>& par) {
-  auto model = dots1_cli::load_cpu_model(o.model, par);
-  const auto out = model.forward(input);
-  if (par->rank() != 0) return;  // every rank holds the whole output; rank 0 writes it
-  write_forward_output(o.out, out);
-  std::fprintf(stderr, "dots1 forward: logits [%lld, %lld, %lld]%s written to %s%s\n", (long long)out.logits.shape[0], (long long)out.logits.shape[1],
-               (long long)out.logits.shape[2], out.loss ? (", loss " + std::to_string(*out.loss)).c_str() : "", o.out.c_str(),
-               par->is_single() ? "" : (" (" + std::to_string(par->size()) + " ranks, " + par->plan().str() + ")").c_str());
+  dots1_cli::ModelRequest request;
+  request.dir = o.model;
+  o.parallel.request(request, config);
+  dots1_cli::on_every_rank(request, [&] {
+    const auto model = dots1_cli::load_model(o.device, request);
+    const auto out = model->forward(input);
+    const auto& par = model->parallel();
+    if (par.rank() != 0) return;  // every rank holds the whole output; rank 0 writes it
+    write_forward_output(o.out, out);
+    std::fprintf(stderr, "dots1 forward: logits [%lld, %lld, %lld]%s written to %s (on %s%s)\n", (long long)out.logits.shape[0],
+                 (long long)out.logits.shape[1], (long long)out.logits.shape[2], out.loss ? (", loss " + std::to_string(*out.loss)).c_str() : "",
+                 o.out.c_str(), model->device().c_str(), par.is_single() ? "" : (", " + std::to_string(par.size()) + " ranks, " + par.plan().str()).c_str());
+  });
 }
 
 void add_forward_command(CLI::App& app) {

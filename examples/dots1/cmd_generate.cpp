@@ -31,7 +31,6 @@
 #include <string>
 #include <vector>
 
-#include "cpu_model.hpp"
 #include <dots1/generation.hpp>
 #include <dots1/base/input_file.hpp>
 #include <dots1/base/limits.hpp>
@@ -39,8 +38,7 @@
 
 #include "commands.hpp"
 #include "edit_options.hpp"
-#include "gpu_model.hpp"
-#include "load_model.hpp"
+#include "tool_model.hpp"
 #include "parallel_options.hpp"
 #include "sampling_options.hpp"
 #include "tool_support.hpp"
@@ -218,20 +216,18 @@ nlohmann::ordered_json json_result(const dots1::GenerationOutput& out, const dot
 
 // ---------------------------------------------------------------------------------------------- running
 
-void generate_on_this_rank(const GenerateOptions& o, const std::shared_ptr<const dots1::Parallel>& par);
+void generate_on_this_rank(const GenerateOptions& o, dots1_cli::ModelRequest request);
 
 void run_generate(const GenerateOptions& o) {
-  if (!o.edits.empty() && (o.device == "cuda" || !o.parallel.spec.empty()))
-    throw dots1::InputError("--zero-head/--zero-expert/--forbid-expert/--force-experts: the edits run on the whole model on the CPU "
-                            "(not with --device cuda or --parallel)");
+  if (!o.edits.empty() && !o.parallel.spec.empty())
+    throw dots1::InputError("--zero-head/--zero-expert/--forbid-expert/--force-experts: the edits need the whole model in one process "
+                            "(not with --parallel)");
   if (o.threads > 0) omp_set_num_threads(o.threads);  // the CPU backend's thread count, as dots1 bench --threads
-  if (o.device == "cuda") {
-    if (!o.parallel.spec.empty()) throw dots1::InputError("--device cuda does not combine with --parallel");
-    dots1_cli::gpu::require();
-    return generate_on_this_rank(o, dots1::Parallel::single());
-  }
-  const auto par = o.parallel.start(dots1::Checkpoint::open(o.model).config());
-  dots1_cli::on_every_rank(*par, [&] { generate_on_this_rank(o, par); });
+  dots1_cli::ModelRequest request;
+  request.dir = o.model;
+  request.format = weight_format(o.dtype);
+  o.parallel.request(request, dots1::Dots1Config::load(std::filesystem::path(o.model) / "config.json"));
+  dots1_cli::on_every_rank(request, [&] { generate_on_this_rank(o, request); });
 }
 
 /// The prompt's ids: the text encoded with the checkpoint's tokenizer, or --ids.
@@ -253,7 +249,7 @@ std::vector<int64_t> prompt_ids(const GenerateOptions& o, const std::optional<do
   return prompt;
 }
 
-void generate_on_this_rank(const GenerateOptions& o, const std::shared_ptr<const dots1::Parallel>& par) {
+void generate_on_this_rank(const GenerateOptions& o, dots1_cli::ModelRequest request) {
   // the prompt first, and the lengths against the model's context (config.json only): a prompt the tokenizer
   // refuses or that cannot fit fails before the model loads
   const auto config = dots1::Dots1Config::load(std::filesystem::path(o.model) / "config.json");
@@ -275,15 +271,12 @@ void generate_on_this_rank(const GenerateOptions& o, const std::shared_ptr<const
   // "context"; --context-limit warn goes on past it, as HF does)
 
   // the model on the CPU, or with --device cuda on the GPU
-  const auto format = weight_format(o.dtype);
-  std::optional<dots1::CpuModel> cpu;
-  std::unique_ptr<dots1_cli::gpu::Model> gpu;
-  if (o.device == "cuda") gpu = dots1_cli::gpu::Model::from_pretrained(o.model, format);
-  else cpu.emplace(dots1_cli::load_cpu_model(o.model, par, format));
-  const bool root = par->rank() == 0;
-  if (par->size() > 1 && options.do_sample.value_or(false) && !options.seed) {  // one seed for all ranks
+  const auto model = dots1_cli::load_model(o.device, request);
+  const auto& par = model->parallel();
+  const bool root = par.rank() == 0;
+  if (par.size() > 1 && options.do_sample.value_or(false) && !options.seed) {  // one seed for all ranks
     uint64_t seed = std::random_device{}();
-    par->world().broadcast_host(&seed, sizeof seed, 0);
+    par.world().broadcast_host(&seed, sizeof seed, 0);
     options.seed = seed;
   }
 
@@ -307,9 +300,7 @@ void generate_on_this_rank(const GenerateOptions& o, const std::shared_ptr<const
     std::fflush(stdout);
   };
   dots1::Intervention edit = o.edits.build();
-  const auto out = gpu ? gpu->generate(input, options, stream)
-                   : edit.empty() ? dots1::generate(*cpu, input, options, stream)
-                                  : dots1::generate(*cpu, input, options, stream, edit);
+  const auto out = model->generate(input, options, stream, edit.empty() ? nullptr : &edit);
   if (!root) return;
 
   if (o.output.json) std::printf("%s\n", json_result(out, options, tokenizer, o.output.logprobs()).dump().c_str());

@@ -11,7 +11,6 @@
 #include <string>
 #include <vector>
 
-#include <dots1/eigen.hpp>
 #include <dots1/instrument/intervention.hpp>
 #include <dots1/instrument/recorder.hpp>
 #include <dots1/instrument/trace_io.hpp>
@@ -20,7 +19,7 @@
 
 #include "commands.hpp"
 #include "edit_options.hpp"
-#include "load_model.hpp"
+#include "tool_model.hpp"
 #include "tool_support.hpp"
 
 namespace {
@@ -29,6 +28,7 @@ struct TraceOptions {
   std::string model, prompt, ids, out, layers;
   bool no_residual = false, no_attention = false, logits = false;
   dots1_cli::EditOptions edits;
+  std::string device = "cpu";
 };
 
 
@@ -65,14 +65,16 @@ void run_trace(const TraceOptions& o) {
     dots1::check_allocation(2 * bytes, "dots1 trace: recording " + std::to_string(S) + " tokens (held, then written)");
   }
 
-  auto model = dots1_cli::load_cpu_model(o.model);
+  dots1_cli::ModelRequest request;
+  request.dir = o.model;
+  const auto model = dots1_cli::load_model(o.device, request);
   auto input = dots1::ForwardInput::from_ids({ids});
   input.use_cache = false;
-  const auto out = edit.empty() ? model.forward(input, nullptr, recorder) : model.forward(input, nullptr, dots1::Chain{edit, recorder});
+  const auto out = model->forward(input, edit.empty() ? nullptr : &edit, &recorder);
 
   dots1::TraceInfo info;
   info.model = std::filesystem::absolute(o.model).lexically_normal().string();
-  info.config = model.config().to_json();
+  info.config = model->config().to_json();
   for (auto id : ids) {
     const auto id32 = static_cast<int32_t>(id);
     info.tokens.push_back(tokenizer ? tokenizer->decode(std::span<const int32_t>(&id32, 1)) : "#" + std::to_string(id));
@@ -98,6 +100,9 @@ void add_trace_command(CLI::App& app) {
   cmd->add_flag("--no-residual", o->no_residual, "do not record the residual stream (resid_pre/mid/post)");
   cmd->add_flag("--no-attention", o->no_attention, "do not record attention weights");
   cmd->add_flag("--logits", o->logits, "also write the logits [1, S, V]");
+  cmd->add_option("--device", o->device, "cpu, or cuda (the instruments run on the GPU model too; needs a dots1 built with CUDA)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   o->edits.add_to(cmd);
   cmd->callback([o, prompt, ids] {
     if (prompt->count() == 0 && ids->count() == 0) throw dots1::InputError("dots1 trace: give --prompt TEXT or --ids 1,2,3");

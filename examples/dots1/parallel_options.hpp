@@ -1,5 +1,6 @@
 // `--parallel ep=N|tp=N|ep=a,tp=b` for `dots1 forward|generate|bench`: the model split across the processes
 // of an MPI run (mpirun -np N dots1 ...), each loading only its shard of the checkpoint; only rank 0 prints.
+// On the GPU (--device cuda) the ranks talk over NCCL, bootstrapped over MPI.
 // Without --parallel and outside mpirun nothing changes (no MPI is initialised). Under mpirun with several
 // ranks and no --parallel, the experts are split over all ranks (ep=N).
 #pragma once
@@ -14,6 +15,8 @@
 #include <dots1/config.hpp>
 #include <dots1/error.hpp>
 #include <dots1/parallel/plan.hpp>
+
+#include "tool_model.hpp"
 #if DOTS1_WITH_MPI
 #include <dots1/parallel/mpi.hpp>
 #endif
@@ -44,15 +47,17 @@ struct ParallelOptions {
                     "experts, LM head) or ep=a,tp=b; default under mpirun: ep=N");
   }
 
-  /// The split for this process: Parallel::single() unless --parallel was given or mpirun started several ranks.
-  std::shared_ptr<const dots1::Parallel> start(const dots1::Dots1Config& config) const {
-    if (spec.empty() && !launched_by_mpirun()) return dots1::Parallel::single();
+  /// The split of this run into `request` (the plan, and MPI's world for the device's communicators), unless
+  /// the model is whole: no --parallel and not started by mpirun with several ranks.
+  void request(ModelRequest& request, const dots1::Dots1Config& config) const {
+    if (spec.empty() && !launched_by_mpirun()) return;
 #if DOTS1_WITH_MPI
     auto& mpi = mpi_session();
-    const auto plan = dots1::ParallelPlan::parse(spec, mpi.world()->size());
-    plan.check_config(config);
-    return dots1::Parallel::create(mpi.world(), plan);
+    request.plan = dots1::ParallelPlan::parse(spec, mpi.world()->size());
+    request.plan->check_config(config);
+    request.world = mpi.world();
 #else
+    (void)request;
     (void)config;
     throw dots1::InputError("--parallel: this dots1 was built without MPI (install libopenmpi-dev and rebuild)");
 #endif
@@ -61,13 +66,13 @@ struct ParallelOptions {
 
 /// Runs `f`; in a split run, an error on one rank ends every rank (the others would wait for it forever).
 template <class F>
-void on_every_rank(const dots1::Parallel& par, F&& f) {
+void on_every_rank(const ModelRequest& request, F&& f) {
   try {
     f();
   } catch (const std::exception& e) {
 #if DOTS1_WITH_MPI
-    if (par.size() > 1) {
-      std::fprintf(stderr, "dots1: error on rank %d: %s\n", par.rank(), e.what());
+    if (request.world && request.world->size() > 1) {
+      std::fprintf(stderr, "dots1: error on rank %d: %s\n", request.world->rank(), e.what());
       std::fflush(stderr);
       dots1::MpiSession::abort(1);
     }

@@ -1,8 +1,10 @@
-// ToolModel for one model type (tool_model.hpp): the subcommands' calls on the library's model, written
-// once for every device. A device compiles it in one translation unit (cpu_model.cpp; the CUDA plugin
-// gpu_model.cu) with a small Device policy:
-//   static void synchronize();          wait until the device is idle (for timing)
-//   static std::string name();          for messages and the bench header
+// ToolModel for one model type (tool_model.hpp): the subcommands' calls on the library's model, and its
+// loading, written once for every device. A device compiles it in one translation unit (cpu_model.cpp; the
+// CUDA plugin gpu_model.cu) with a small Device policy:
+//   static void synchronize();                                      wait until the device is idle (timing)
+//   static std::string name();                                      for messages and the bench header
+//   static std::shared_ptr<dots1::Communicator> communicator(world); the collectives of a split model
+//                                                                   (the MPI world itself, or NCCL over it)
 #pragma once
 
 #include <algorithm>
@@ -15,10 +17,12 @@
 #include <vector>
 
 #include <dots1/generation/chat_session.hpp>
+#include <dots1/io/load_progress.hpp>
 #include <dots1/generation/generate.hpp>
 #include <dots1/instrument/instrument.hpp>
 
 #include "tool_model.hpp"
+#include "preloaded_weights.hpp"
 
 namespace dots1_cli {
 
@@ -119,5 +123,26 @@ class ToolModelOf final : public ToolModel {
   Model model_;
   std::shared_ptr<typename Model::Cache> cache_;
 };
+
+/// The model `request` asks for, on the device: this rank's share of a checkpoint (with a progress bar on
+/// a terminal when not split) or random weights, split as the request's plan says.
+template <class Model, class Device>
+std::unique_ptr<ToolModel> load_tool_model(const ModelRequest& r) {
+  using Tool = ToolModelOf<Model, Device>;
+  const auto par = r.plan ? dots1::Parallel::create(Device::communicator(r.world), *r.plan) : dots1::Parallel::single();
+  if (!r.dir.empty()) {
+    const auto ck = dots1::Checkpoint::open(r.dir);
+    Model::check_fits(ck, r.format, *par);
+    if (par->is_single() && r.progress) {
+      const dots1::ProgressWeightSource progress(ck, dots1::terminal_progress_bar());
+      return std::make_unique<Tool>(Model(ck.config(), progress, r.format, par));  // the weights keep their file mapping alive
+    }
+    return std::make_unique<Tool>(Model(ck.config(), ck, r.format, par));
+  }
+  // random weights, generated in `format` (every tensor of the model, whatever this rank holds)
+  const dots1::RandomWeights random(Model::describe(r.config), r.seed, r.format);
+  if (!par->is_single()) return std::make_unique<Tool>(Model(r.config, random, dots1::WeightFormat::as_stored, par));  // only this rank's share
+  return std::make_unique<Tool>(Model(r.config, PreloadedWeights(random, r.threads)));  // generated on r.threads threads
+}
 
 }  // namespace dots1_cli

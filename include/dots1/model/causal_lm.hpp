@@ -236,10 +236,17 @@ class CausalLM {
   static CausalLM from_pretrained(const std::filesystem::path& dir, WeightFormat format = WeightFormat::as_stored,
                                   std::shared_ptr<const Parallel> parallel = Parallel::single()) {
     const Checkpoint ck = Checkpoint::open(dir, &Family::read_config);
-    if constexpr (B::memory == MemorySpace::host)
-      check_memory(loaded_memory(describe(ck.config(), parallel, &ck), format, [](DType d) { return B::keeps_in_place(d); }, sizeof(T)),
-                   "loading checkpoint " + dir.string());
+    check_fits(ck, format, *parallel);
     return CausalLM(ck.config(), ck, format, std::move(parallel));  // the weights keep their file mapping alive
+  }
+  /// ResourceError when this rank's share of checkpoint `ck`, loaded with `format`, would not fit in the
+  /// available memory (host-memory backends; see io/memory_plan.hpp). from_pretrained checks it first.
+  static void check_fits(const Checkpoint& ck, WeightFormat format, const Parallel& parallel) {
+    if constexpr (B::memory == MemorySpace::host) {
+      const std::shared_ptr<const Parallel> view(std::shared_ptr<const Parallel>(), &parallel);  // not owned
+      check_memory(loaded_memory(describe(ck.config(), view, &ck), format, [](DType d) { return B::keeps_in_place(d); }, sizeof(T)),
+                   "loading checkpoint " + ck.dir().string());
+    }
   }
   static CausalLM from_pretrained(const std::filesystem::path& dir, std::shared_ptr<const Parallel> parallel) {
     return from_pretrained(dir, WeightFormat::as_stored, std::move(parallel));

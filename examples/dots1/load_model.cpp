@@ -1,11 +1,13 @@
-// gpu_model.hpp's entry points in the tool: the GPU model lives in a plugin, libdots1-cuda.so (gpu_model.cu,
-// built by nvcc when DOTS1_ENABLE_CUDA is ON), which the tool loads with dlopen the first time a command asks
-// for `--device cuda`. So the tool itself links neither the CUDA runtime nor cuBLAS: it starts and runs on the
-// CPU on machines without them, and a CPU run does not pay for mapping them (~160 MB of RSS).
+// load_model(device, request) (tool_model.hpp): the CPU model is cpu_model.cpp's; the GPU model lives in a
+// plugin, libdots1-cuda.so (gpu_model.cu, built by nvcc when DOTS1_ENABLE_CUDA is ON), which the tool loads
+// with dlopen the first time a command asks for `--device cuda`. So the tool itself links neither the CUDA
+// runtime nor cuBLAS: it starts and runs on the CPU on machines without them, and a CPU run does not pay for
+// mapping them (~160 MB of RSS).
 //
 // Where the plugin is looked for: $DOTS1_CUDA_PLUGIN when set; otherwise beside the tool in the build tree
 // (<bin>/../lib/dots1/) and in the install tree (<bindir>/../<libdir>/dots1/).
-#include "gpu_model.hpp"
+#include "gpu_plugin.hpp"
+#include "tool_model.hpp"
 
 #include <dots1/error.hpp>
 
@@ -18,25 +20,15 @@
 #include <filesystem>
 #endif
 
-namespace dots1_cli::gpu {
+namespace dots1_cli {
 
 #if !DOTS1_WITH_CUDA
 
-bool available() { return false; }
-
-void require(const std::string& option) {
-  throw dots1::InputError(option + ": this dots1 was built without CUDA (configure with -DDOTS1_ENABLE_CUDA=ON and a CUDA toolkit to use the GPU)");
+namespace {
+std::unique_ptr<ToolModel> load_cuda_model(const ModelRequest&) {
+  throw dots1::InputError("--device cuda: this dots1 was built without CUDA (configure with -DDOTS1_ENABLE_CUDA=ON and a CUDA toolkit to use the GPU)");
 }
-
-std::unique_ptr<Model> Model::from_pretrained(const std::string&, dots1::WeightFormat) {
-  require();
-  return nullptr;
-}
-
-std::unique_ptr<Model> Model::random(const dots1::Dots1Config&, uint64_t, dots1::WeightFormat, int) {
-  require();
-  return nullptr;
-}
+}  // namespace
 
 #else
 
@@ -66,23 +58,26 @@ const Loaded& plugin() {
   static const Loaded loaded = [] {
     Loaded l;
     std::string tried;
+    auto refused = [&](const std::filesystem::path& path, const std::string& why) {
+      tried += (tried.empty() ? "" : ", ") + path.lexically_normal().string() + " (" + why + ")";
+    };
     for (const auto& path : plugin_candidates()) {
       std::error_code ec;
       if (!std::filesystem::exists(path, ec)) {
-        tried += (tried.empty() ? "" : ", ") + path.lexically_normal().string() + " (not found)";
+        refused(path, "not found");
         continue;
       }
       // never closed: the models it creates run its code until the process ends
       void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
       if (!handle) {
         const char* why = dlerror();
-        tried += (tried.empty() ? "" : ", ") + path.lexically_normal().string() + " (" + (why ? why : "dlopen failed") + ")";
+        refused(path, why ? why : "dlopen failed");
         continue;
       }
       const auto entry = reinterpret_cast<const PluginApi* (*)()>(dlsym(handle, kPluginEntry));
       const PluginApi* api = entry ? entry() : nullptr;
       if (!api || api->version != PluginApi::kVersion) {
-        tried += (tried.empty() ? "" : ", ") + path.lexically_normal().string() + " (not a dots1 CUDA plugin of this version)";
+        refused(path, "not a dots1 CUDA plugin of this version");
         continue;
       }
       l.api = api;
@@ -94,24 +89,19 @@ const Loaded& plugin() {
   return loaded;
 }
 
+std::unique_ptr<ToolModel> load_cuda_model(const ModelRequest& request) {
+  if (!plugin().api) throw dots1::InputError("--device cuda: " + plugin().error);
+  return plugin().api->load(request);
+}
+
 }  // namespace
-
-bool available() { return plugin().api != nullptr; }
-
-void require(const std::string& option) {
-  if (!available()) throw dots1::InputError(option + ": " + plugin().error);
-}
-
-std::unique_ptr<Model> Model::from_pretrained(const std::string& dir, dots1::WeightFormat format) {
-  require();
-  return plugin().api->from_pretrained(dir, format);
-}
-
-std::unique_ptr<Model> Model::random(const dots1::Dots1Config& config, uint64_t seed, dots1::WeightFormat format, int threads) {
-  require();
-  return plugin().api->random(config, seed, format, threads);
-}
 
 #endif
 
-}  // namespace dots1_cli::gpu
+std::unique_ptr<ToolModel> load_model(const std::string& device, const ModelRequest& request) {
+  if (device == "cuda") return load_cuda_model(request);
+  if (device != "cpu") throw dots1::InputError("--device: '" + device + "' is not cpu or cuda");
+  return load_cpu_model(request);
+}
+
+}  // namespace dots1_cli
